@@ -1,0 +1,451 @@
+"""Storefront profiles, corporate accounts, orders and payments, prepaid credit."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import or_, select
+
+from . import audit
+from .errors import Conflict, InvalidInput, NotFound
+from .extensions import db
+from .locks import lock
+from .models import (
+    CertificateKind,
+    CertificateType,
+    CorporateRequest,
+    CreditEntry,
+    CreditKind,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    LegacyAccount,
+    License,
+    Order,
+    OrderItem,
+    OrderStatus,
+    Organization,
+    OrgRole,
+    OutboxEmail,
+    PaymentMethod,
+    Profile,
+    RequestStatus,
+    utcnow,
+)
+from .money import format_money
+from .numbering import next_number
+from .validation import country_code, currency_code, normalize_email, positive_counts
+
+#: billing fields an order must carry, and how they are named to people
+BILLING_REQUIRED = {"name": "name", "address1": "address", "city": "city",
+                    "postal_code": "postal code", "country": "country"}
+BILLING_OPTIONAL = ("company", "address2", "state", "vat_number", "email")
+
+ACME_DIRECTORY_URL = "https://acme.sectigo.example/v2/{code}"
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def create_profile(*, email: str, name: str, currency: str = "USD") -> Profile:
+    """A new individual storefront profile (the storefront's sign-up)."""
+    email = normalize_email(email)
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("A profile needs a name.")
+    if db.session.scalar(select(Profile.id).where(Profile.email == email)):
+        raise Conflict(f"A profile with email {email} already exists.")
+    profile = Profile(email=email, name=name, currency=currency_code(currency), credit_balance=0)
+    db.session.add(profile)
+    db.session.flush()
+    audit.record(None, "profile.create", profile, {"email": email}, actor_label="storefront")
+    return profile
+
+
+def profile_by_email(email: str) -> Profile | None:
+    """The profile with this email (any case), or None."""
+    return db.session.scalar(select(Profile).where(Profile.email == (email or "").strip().lower()))
+
+
+# --------------------------------------------------------------------------- orders
+
+
+def place_order(profile: Profile, *, items: dict[str, int], billing: dict) -> Order:
+    """Place an order: its items, one licence per certificate bought, and its invoice.
+
+    ``items`` maps certificate type codes to how many licences are bought; prices are one
+    year of each type's price. The billing details are kept exactly as entered.
+    """
+    wanted = {code: n for code, n in positive_counts(items, "number of licences").items() if n}
+    if not wanted:
+        raise InvalidInput("An order needs at least one licence.")
+    billing = _billing_snapshot(billing)
+    types = {
+        t.code: t for t in db.session.scalars(
+            select(CertificateType).where(CertificateType.code.in_(wanted)))
+    }
+    unknown = sorted(set(wanted) - set(types))
+    if unknown:
+        raise NotFound(f"No certificate type with code {', '.join(unknown)}.")
+    retired = sorted(code for code, t in types.items() if not t.active)
+    if retired:
+        raise Conflict(f"{', '.join(retired)} is no longer sold.")
+
+    order = Order(
+        number=next_number("order", "SO"),
+        placed_by=profile,
+        status=OrderStatus.AWAITING_PAYMENT,
+        payment_token=secrets.token_urlsafe(24),
+        billing=billing,
+        currency=profile.currency,
+        total=0,
+        created_at=utcnow(),
+    )
+    db.session.add(order)
+    for code in sorted(wanted):
+        cert_type, quantity = types[code], wanted[code]
+        item = OrderItem(order=order, certificate_type=cert_type, quantity=quantity,
+                         unit_price=cert_type.yearly_price,
+                         amount=cert_type.yearly_price * quantity)
+        db.session.add(item)
+        order.total += item.amount
+        for _ in range(quantity):
+            db.session.add(_new_license(item, cert_type))
+    db.session.flush()
+    _issue_order_invoice(order)
+    audit.record(None, "order.place", order,
+                 {"number": order.number, "items": wanted, "total": order.total},
+                 actor_label=f"storefront:{profile.email}")
+    return order
+
+
+def _billing_snapshot(billing: dict) -> dict:
+    """Billing details as entered, with the required ones present and the country checked."""
+    billing = {k: str(v).strip() for k, v in (billing or {}).items() if v is not None}
+    missing = [label for key, label in BILLING_REQUIRED.items() if not billing.get(key)]
+    if missing:
+        raise InvalidInput(f"Billing details need: {', '.join(missing)}.")
+    billing["country"] = country_code(billing["country"])
+    return {k: billing[k] for k in (*BILLING_REQUIRED, *BILLING_OPTIONAL) if billing.get(k)}
+
+
+def _new_license(item: OrderItem, cert_type: CertificateType) -> License:
+    caas = cert_type.kind == CertificateKind.CAAS
+    return License(
+        order_item=item,
+        ca_reference=f"CA{secrets.randbelow(10**10):010d}",
+        kind=cert_type.kind,
+        acme_directory_url=ACME_DIRECTORY_URL.format(code=cert_type.code) if caas else None,
+        eab_key_id=f"eab_{secrets.token_hex(8)}" if caas else None,
+    )
+
+
+def _issue_order_invoice(order: Order) -> Invoice:
+    invoice = Invoice(
+        number=next_number("invoice", "INV"),
+        kind=InvoiceKind.ORDER,
+        order=order,
+        billing=order.billing,
+        currency=order.currency,
+        total=order.total,
+        issued_at=utcnow(),
+    )
+    db.session.add(invoice)
+    for position, item in enumerate(order.items, start=1):
+        db.session.add(InvoiceLine(
+            invoice=invoice, position=position, quantity=item.quantity, amount=item.amount,
+            description=f"{item.certificate_type.name} ({item.certificate_type.code}), 12 months",
+            order_item_id=item.id,
+        ))
+    db.session.flush()
+    return invoice
+
+
+def pay_order(order: Order, *, payer: Profile, method: str, actor=None) -> Order:
+    """Record an order's payment by ``payer``: by card, or from the payer's own credit.
+
+    A payer other than the placer is someone a "Make Payment Later" link was forwarded to;
+    the order stays the placer's.
+    """
+    try:
+        method = PaymentMethod(method)
+    except ValueError as exc:
+        raise InvalidInput(f"Unknown payment method '{method}'; use card or prepaid_credit.") from exc
+    order = lock(Order, order.id, "Order")
+    if order.status != OrderStatus.AWAITING_PAYMENT:
+        raise Conflict(f"Order {order.number} is {order.status.value.replace('_', ' ')}; "
+                       "only orders awaiting payment can be paid.")
+    if method == PaymentMethod.PREPAID_CREDIT:
+        _post_credit(payer, -order.total, CreditKind.ORDER_PAYMENT, actor=actor, order=order,
+                     memo=f"Payment of order {order.number}")
+    order.status = OrderStatus.PAID
+    order.paid_by_id = payer.id
+    order.payment_method = method
+    order.paid_at = utcnow()
+    db.session.flush()
+    audit.record(actor, "order.pay", order,
+                 {"number": order.number, "payer": payer.email, "method": method.value,
+                  "amount": order.total},
+                 actor_label=None if actor else f"storefront:{payer.email}")
+    return order
+
+
+def visible_orders(profile: Profile) -> list[Order]:
+    """Orders this profile sees: placed or paid by anyone in its organization, else its own.
+
+    Derived from membership at query time, so orders from before a link are included.
+    """
+    if profile.organization_id is None:
+        members = select(Profile.id).where(Profile.id == profile.id)
+    else:
+        members = select(Profile.id).where(Profile.organization_id == profile.organization_id)
+    return list(db.session.scalars(
+        select(Order)
+        .where(or_(Order.placed_by_id.in_(members), Order.paid_by_id.in_(members)))
+        .order_by(Order.created_at.desc(), Order.id.desc())
+    ))
+
+
+# --------------------------------------------------------------------------- corporate accounts
+
+
+def upgrade_to_corporate(profile: Profile, *, organization_name: str, actor) -> Organization:
+    """Turn an individual profile into the main contact of a new organization.
+
+    Its orders and history stay exactly as they were.
+    """
+    name = (organization_name or "").strip()
+    if not name:
+        raise InvalidInput("Give the organization a name.")
+    profile = lock(Profile, profile.id, "Profile")
+    if profile.organization_id is not None:
+        raise Conflict(f"{profile.email} already belongs to {profile.organization.name}.")
+    organization = Organization(name=name, created_at=utcnow())
+    db.session.add(organization)
+    db.session.flush()
+    profile.organization_id = organization.id
+    profile.org_role = OrgRole.MAIN
+    profile.linked_at = utcnow()
+    db.session.flush()
+    audit.record(actor, "organization.create", organization,
+                 {"name": name, "main_contact": profile.email})
+    return organization
+
+
+def link_profile(organization: Organization, profile: Profile, *, actor) -> None:
+    """Add a profile to an organization as a secondary user; it keeps its own login."""
+    profile = lock(Profile, profile.id, "Profile")
+    if profile.organization_id == organization.id:
+        raise Conflict(f"{profile.email} is already linked to {organization.name}.")
+    if profile.organization_id is not None:
+        raise Conflict(f"{profile.email} already belongs to {profile.organization.name}; "
+                       "an admin must unlink it first.")
+    profile.organization_id = organization.id
+    profile.org_role = OrgRole.SECONDARY
+    profile.linked_at = utcnow()
+    db.session.flush()
+    audit.record(actor, "organization.link", profile,
+                 {"organization_id": organization.id, "organization": organization.name,
+                  "email": profile.email})
+
+
+def unlink_profile(profile: Profile, *, reason: str, actor) -> None:
+    """Take a secondary user out of its organization (admins, with a reason)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Unlinking needs a reason.")
+    profile = lock(Profile, profile.id, "Profile")
+    if profile.organization_id is None:
+        raise Conflict(f"{profile.email} is not linked to any organization.")
+    if profile.org_role == OrgRole.MAIN:
+        raise Conflict(f"{profile.email} is the main contact of {profile.organization.name}; "
+                       "the main contact cannot be unlinked.")
+    organization = profile.organization
+    profile.organization_id = None
+    profile.org_role = None
+    profile.linked_at = None
+    db.session.flush()
+    audit.record(actor, "organization.unlink", profile,
+                 {"organization_id": organization.id, "organization": organization.name,
+                  "email": profile.email, "reason": reason})
+
+
+def submit_corporate_request(
+    *, organization_name: str, main_contact_email: str, secondary_emails: list[str]
+) -> CorporateRequest:
+    """Record a request to set up a corporate account (from a customer, entered by staff)."""
+    name = (organization_name or "").strip()
+    if not name:
+        raise InvalidInput("The request needs an organization name.")
+    main = normalize_email(main_contact_email)
+    secondaries: list[str] = []
+    for raw in secondary_emails or []:
+        if raw and raw.strip():
+            email = normalize_email(raw)
+            if email != main and email not in secondaries:
+                secondaries.append(email)
+    request = CorporateRequest(organization_name=name, main_contact_email=main,
+                               secondary_emails=secondaries, status=RequestStatus.OPEN,
+                               created_at=utcnow())
+    db.session.add(request)
+    db.session.flush()
+    audit.record(None, "corporate_request.submit", request,
+                 {"organization": name, "main": main, "secondary": secondaries},
+                 actor_label=f"customer:{main}")
+    return request
+
+
+def request_matches(request: CorporateRequest) -> dict:
+    """Which emails of a request have a profile, and which do not."""
+    emails = [request.main_contact_email, *request.secondary_emails]
+    profiles = {p.email: p for p in db.session.scalars(
+        select(Profile).where(Profile.email.in_(emails)))}
+    return {"profiles": profiles,
+            "unknown": [e for e in emails if e not in profiles]}
+
+
+def complete_corporate_request(request: CorporateRequest, *, actor) -> Organization:
+    """Set up the organization a request asks for and link every listed profile that exists.
+
+    The main contact's profile must exist. Emails with no profile are reported in the
+    outcome, never invented. A confirmation email to the main contact is queued.
+    """
+    request = lock(CorporateRequest, request.id, "Corporate request")
+    if request.status != RequestStatus.OPEN:
+        raise Conflict(f"Request #{request.id} is already {request.status.value}.")
+    matches = request_matches(request)
+    main = matches["profiles"].get(request.main_contact_email)
+    if main is None:
+        raise NotFound(f"No profile has the main contact email {request.main_contact_email}; "
+                       "ask the customer to sign up first, or reject the request.")
+    # Lock every profile up front, in id order, before any change.
+    for profile in sorted(matches["profiles"].values(), key=lambda p: p.id):
+        lock(Profile, profile.id, "Profile")
+    conflicts = [
+        f"{p.email} already belongs to {p.organization.name}"
+        for p in matches["profiles"].values()
+        if p.organization_id is not None and not (p is main and p.org_role == OrgRole.MAIN)
+    ]
+    if conflicts:
+        raise Conflict("Cannot complete: " + "; ".join(conflicts) + ".")
+    if main.organization_id is not None:
+        organization = main.organization  # the main contact already leads an organization
+    else:
+        organization = upgrade_to_corporate(main, organization_name=request.organization_name,
+                                            actor=actor)
+    linked = []
+    for email in request.secondary_emails:
+        profile = matches["profiles"].get(email)
+        if profile is not None:
+            link_profile(organization, profile, actor=actor)
+            linked.append(email)
+    unknown = [e for e in matches["unknown"] if e != request.main_contact_email]
+    request.status = RequestStatus.COMPLETED
+    request.organization_id = organization.id
+    request.processed_by_id = actor.id if actor is not None else None
+    request.processed_at = utcnow()
+    request.outcome = (f"Linked: {', '.join(linked) or 'none'}. "
+                       f"No profile for: {', '.join(unknown) or 'none'}.")
+    db.session.add(OutboxEmail(
+        to=main.email,
+        subject=f"Your corporate account {organization.name} is ready",
+        body=(f"Hello {main.name},\n\nYour corporate account {organization.name} is set up "
+              f"with you as main contact.\nLinked users: {', '.join(linked) or 'none'}.\n"
+              + (f"These addresses have no account yet and were not linked: "
+                 f"{', '.join(unknown)}.\n" if unknown else "")
+              + "\nEvery linked user now sees the orders of the whole organization.\n"),
+        created_at=utcnow(),
+    ))
+    db.session.flush()
+    audit.record(actor, "corporate_request.complete", request,
+                 {"organization_id": organization.id, "linked": linked, "unknown": unknown})
+    return organization
+
+
+def reject_corporate_request(request: CorporateRequest, *, reason: str, actor) -> None:
+    """Close a request without linking anything; the reason is kept."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Rejecting a request needs a reason.")
+    request = lock(CorporateRequest, request.id, "Corporate request")
+    if request.status != RequestStatus.OPEN:
+        raise Conflict(f"Request #{request.id} is already {request.status.value}.")
+    request.status = RequestStatus.REJECTED
+    request.processed_by_id = actor.id if actor is not None else None
+    request.processed_at = utcnow()
+    request.outcome = f"Rejected: {reason}"
+    audit.record(actor, "corporate_request.reject", request, {"reason": reason})
+
+
+# --------------------------------------------------------------------------- prepaid credit
+
+
+def add_credit(profile: Profile, amount: int, *, memo: str, actor) -> CreditEntry:
+    """Add (positive) or remove (negative) prepaid credit; never below zero.
+
+    With an actor this is a staff adjustment and needs a memo; without, a storefront top-up.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+        raise InvalidInput("The amount must be a non-zero whole number of minor units.")
+    memo = (memo or "").strip()
+    if actor is not None and not memo:
+        raise InvalidInput("A credit adjustment needs a memo saying why.")
+    if actor is None and amount < 0:
+        raise InvalidInput("Only staff adjustments can remove credit.")
+    kind = CreditKind.ADJUSTMENT if actor is not None else CreditKind.TOP_UP
+    return _post_credit(profile, amount, kind, actor=actor, memo=memo)
+
+
+def _post_credit(profile: Profile, amount: int, kind: CreditKind, *, actor, memo: str = "",
+                 order: Order | None = None,
+                 legacy_account: LegacyAccount | None = None) -> CreditEntry:
+    """Write one ledger entry and move the balance with it, under the profile's row lock."""
+    profile = lock(Profile, profile.id, "Profile")
+    new_balance = profile.credit_balance + amount
+    if new_balance < 0:
+        raise Conflict(
+            f"{profile.email} has {format_money(profile.credit_balance, profile.currency)} "
+            f"of credit; {format_money(-amount, profile.currency)} is more than that.")
+    profile.credit_balance = new_balance
+    entry = CreditEntry(profile_id=profile.id, amount=amount, balance_after=new_balance,
+                        kind=kind, order_id=order.id if order else None,
+                        legacy_account_id=legacy_account.id if legacy_account else None,
+                        actor_id=actor.id if actor is not None else None, memo=memo,
+                        created_at=utcnow())
+    db.session.add(entry)
+    db.session.flush()
+    audit.record(actor, f"credit.{kind.value}", profile,
+                 {"amount": amount, "balance_after": new_balance, "memo": memo,
+                  "entry_id": entry.id},
+                 actor_label=None if actor else f"storefront:{profile.email}")
+    return entry
+
+
+def transfer_legacy_credit(legacy_account: LegacyAccount, profile: Profile, *,
+                           actor) -> CreditEntry:
+    """Move a legacy balance, once, to a regular-platform profile of the same currency."""
+    account = lock(LegacyAccount, legacy_account.id, "Legacy account")
+    if account.transferred_at is not None:
+        raise Conflict(
+            f"The balance of legacy account {account.legacy_number} was already moved to "
+            f"{account.transferred_to.email} on {account.transferred_at:%Y-%m-%d}; "
+            "it moves only once.")
+    if account.credit_balance <= 0:
+        raise Conflict(f"Legacy account {account.legacy_number} has no credit to move.")
+    if account.currency != profile.currency:
+        raise Conflict(f"Legacy account {account.legacy_number} holds {account.currency} but "
+                       f"{profile.email} uses {profile.currency}; choose a {account.currency} "
+                       "profile.")
+    amount = account.credit_balance
+    entry = _post_credit(profile, amount, CreditKind.LEGACY_TRANSFER, actor=actor,
+                         legacy_account=account,
+                         memo=f"Legacy credit from account {account.legacy_number}")
+    account.credit_balance = 0
+    account.transferred_at = utcnow()
+    account.transferred_by_id = actor.id if actor is not None else None
+    account.transferred_to_id = profile.id
+    account.transferred_amount = amount
+    db.session.flush()
+    audit.record(actor, "legacy_credit.transfer", account,
+                 {"amount": amount, "currency": account.currency, "to": profile.email})
+    return entry

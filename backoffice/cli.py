@@ -1,0 +1,165 @@
+"""``flask`` commands: staff accounts, demo data, audit checks and jobs.
+
+Each command is one unit of work: it commits once when everything succeeded and
+rolls back otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+from sqlalchemy import func, select
+
+from . import auth
+from .audit import verify_chain
+from .errors import DomainError
+from .extensions import db
+from .models import StaffRole, StaffUser
+
+
+def register(app: Flask) -> None:
+    """Attach every command to ``app``."""
+    app.cli.add_command(create_staff_command)
+    app.cli.add_command(seed_demo_command)
+    app.cli.add_command(bootstrap_command)
+    app.cli.add_command(audit_group)
+    app.cli.add_command(jobs_group)
+
+
+def _fail(message: str) -> None:
+    db.session.rollback()
+    click.secho(message, fg="red", err=True)
+    sys.exit(1)
+
+
+@click.command("create-staff")
+@click.argument("email")
+@click.option("--role", type=click.Choice([r.value for r in StaffRole]), default="support",
+              show_default=True)
+@click.option("--name", default="", help="Display name (defaults to the email's local part).")
+@click.option("--generate", is_flag=True, help="Generate a password and print it once.")
+def create_staff_command(email: str, role: str, name: str, generate: bool) -> None:
+    """Create a staff account; prompts for a password unless --generate is given."""
+    if generate or not sys.stdin.isatty():
+        password = auth.generate_password()
+        show = True
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        show = False
+    try:
+        user = auth.create_staff(email=email, name=name, role=role, password=password,
+                                 actor=None)
+        db.session.commit()
+    except DomainError as exc:
+        _fail(str(exc))
+    click.echo(f"Created {user.role.value} {user.email}.")
+    if show:
+        click.echo(f"Password (shown once): {password}")
+
+
+@click.command("seed-demo")
+@click.option("--profiles", default=300, show_default=True, help="How many storefront profiles.")
+def seed_demo_command(profiles: int) -> None:
+    """Fill the database with believable demo data; running it again adds nothing."""
+    from .demo import seed
+
+    try:
+        counts = seed(profiles=profiles)
+        db.session.commit()
+    except DomainError as exc:
+        _fail(str(exc))
+    if counts:
+        click.echo("Demo data: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    else:
+        click.echo("Demo data already present; nothing added.")
+
+
+@click.command("bootstrap")
+@click.option("--admin-email", default="admin@example.com", show_default=True)
+@click.option("--demo/--no-demo", default=True, show_default=True)
+def bootstrap_command(admin_email: str, demo: bool) -> None:
+    """First start: seed demo data when empty and create a first admin, printing its login."""
+    from .demo import seed
+
+    has_staff = db.session.scalar(select(func.count(StaffUser.id))) > 0
+    try:
+        if demo:
+            counts = seed()
+            if counts:
+                click.echo("Demo data: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        password = None
+        if not has_staff:
+            password = auth.generate_password()
+            auth.create_staff(email=admin_email, name="Administrator", role="admin",
+                              password=password, actor=None)
+        db.session.commit()
+    except DomainError as exc:
+        _fail(str(exc))
+    if password:
+        click.secho("First admin created. Sign in at http://127.0.0.1:5000/login with", fg="green")
+        click.secho(f"  email:    {admin_email}\n  password: {password}", fg="green")
+        click.echo("This password is shown only once.")
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Audit log commands."""
+
+
+@audit_group.command("verify")
+def audit_verify_command() -> None:
+    """Check the audit chain; exits 1 and names each break when it was tampered with."""
+    problems = verify_chain()
+    if problems:
+        for problem in problems:
+            click.secho(f"event {problem.seq}: {problem.problem}", fg="red", err=True)
+        sys.exit(1)
+    click.echo("Audit chain intact.")
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Scheduled jobs."""
+
+
+@jobs_group.command("list")
+def jobs_list_command() -> None:
+    """List every job and its schedule."""
+    from .jobs import registry
+
+    for job in registry().values():
+        click.echo(f"{job.name:16} {job.schedule:24} {job.title}")
+
+
+@jobs_group.command("run-once")
+@click.argument("name")
+def jobs_run_once_command(name: str) -> None:
+    """Run one job now, under its lease, and print what it did."""
+    from .jobs import registry, run_job
+
+    if name not in registry():
+        _fail(f"No job named {name}; see `flask jobs list`.")
+    run = run_job(name, trigger="cli")
+    if run is None:
+        _fail(f"{name} is running in another process right now; try again when it finishes.")
+    click.echo(f"{name}: {run.status.value}; {run.details}")
+    if run.error:
+        _fail(run.error.splitlines()[0])
+
+
+@jobs_group.command("run")
+def jobs_run_command() -> None:
+    """Run the scheduler in this process (production: one such process beside the web)."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+    from flask import current_app
+
+    from .jobs import build_scheduler
+
+    scheduler = build_scheduler(current_app._get_current_object(), BlockingScheduler)
+    click.echo("Scheduler running; Ctrl+C stops it.")
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass

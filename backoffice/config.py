@@ -1,0 +1,57 @@
+"""Settings read from the environment, with defaults that are safe for a laptop."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The key that ships with the code; the app refuses to start with it outside debug/testing.
+DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"
+
+
+def _flag(name: str, default: bool) -> bool:
+    """Read a boolean environment variable ("1", "true", "yes", "on" are true)."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _secret_key(instance_path: str) -> str:
+    """SECRET_KEY from the environment, else the instance's ``secret_key`` file (made by
+    ``make run``), else the development key the app refuses outside debug/testing."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    key_file = Path(instance_path) / "secret_key"
+    if key_file.is_file():
+        return key_file.read_text().strip()
+    return DEFAULT_SECRET_KEY
+
+
+def from_environment(instance_path: str) -> dict:
+    """Build the configuration mapping from environment variables."""
+    sqlite_path = Path(instance_path) / "backoffice.db"
+    return {
+        "SECRET_KEY": _secret_key(instance_path),
+        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL", f"sqlite:///{sqlite_path}"),
+        # Start the job scheduler inside this process when the app is created (``make run``
+        # sets it for the web server; production runs ``flask jobs run`` on its own instead).
+        "SCHEDULER_ENABLED": _flag("SCHEDULER_ENABLED", False),
+        # {ref} is replaced by a licence's CA Reference.
+        "TRACKING_URL_TEMPLATE": os.environ.get(
+            "TRACKING_URL_TEMPLATE", "https://tracking.example.com/orders/{ref}"
+        ),
+        "SMTP_HOST": os.environ.get("SMTP_HOST", ""),
+        "SMTP_PORT": int(os.environ.get("SMTP_PORT", "25")),
+        "MAIL_FROM": os.environ.get("MAIL_FROM", "backoffice@example.com"),
+        "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "10 per minute"),
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "DISPLAY_LOCALE": os.environ.get("DISPLAY_LOCALE", "en_US"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _flag("SESSION_COOKIE_SECURE", False),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "PERMANENT_SESSION_LIFETIME": int(os.environ.get("SESSION_LIFETIME_SECONDS", "28800")),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "FLASK_ADMIN_FLUID_LAYOUT": True,
+    }

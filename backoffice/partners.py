@@ -1,0 +1,207 @@
+"""Resellers and the partner platform's customers."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from . import audit
+from .errors import Conflict, InvalidInput
+from .extensions import db
+from .locks import lock
+from .models import (
+    AdminResponsibility,
+    Customer,
+    CustomerAdmin,
+    Reseller,
+    ResellerStatus,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
+from .validation import country_code, currency_code, normalize_email, required_text
+
+ADDRESS_LABELS = {"company_name": "company name", "address1": "address 1", "city": "city",
+                  "postal_code": "postal code"}
+ADDRESS_FIELDS = ("company_name", "address1", "address2", "address3", "city", "postal_code",
+                  "state")
+
+
+def _address(fields: dict) -> dict:
+    """Cleaned company and address fields; refuses missing required ones and bad countries."""
+    cleaned = required_text({k: fields.get(k, "") for k in ADDRESS_FIELDS}, ADDRESS_LABELS)
+    cleaned["country"] = country_code(fields.get("country", ""))
+    return cleaned
+
+
+# --------------------------------------------------------------------------- resellers
+
+
+def create_reseller(*, company_name, address1, city, postal_code, country, address2="",
+                    address3="", state="", actor) -> Reseller:
+    """Add a reseller (admins)."""
+    fields = _address(locals())
+    reseller = Reseller(**fields, status=ResellerStatus.ACTIVE, created_at=utcnow())
+    db.session.add(reseller)
+    db.session.flush()
+    audit.record(actor, "reseller.create", reseller, fields)
+    return reseller
+
+
+def update_reseller(reseller: Reseller, *, actor, **fields) -> Reseller:
+    """Change a reseller's company details; its status changes only by disable/enable."""
+    unknown = set(fields) - set(ADDRESS_FIELDS) - {"country"}
+    if unknown:
+        raise InvalidInput(f"Cannot change {', '.join(sorted(unknown))} here.")
+    current = {k: getattr(reseller, k) for k in (*ADDRESS_FIELDS, "country")}
+    cleaned = _address({**current, **fields})
+    changes = {k: {"from": current[k], "to": v} for k, v in cleaned.items() if current[k] != v}
+    for key, value in cleaned.items():
+        setattr(reseller, key, value)
+    if changes:
+        audit.record(actor, "reseller.update", reseller, changes)
+    return reseller
+
+
+def reseller_impact(reseller: Reseller) -> dict:
+    """What disabling this reseller would stop: its customers and their live subscriptions."""
+    customers = db.session.scalar(
+        select(func.count(Customer.id)).where(Customer.reseller_id == reseller.id)) or 0
+    active = select(Subscription).join(Customer).where(
+        Customer.reseller_id == reseller.id, Subscription.status == SubscriptionStatus.ACTIVE)
+    active_subscriptions = db.session.scalars(active.order_by(Subscription.end_date)).all()
+    return {
+        "customers": customers,
+        "active_subscriptions": len(active_subscriptions),
+        "auto_renewals": [s for s in active_subscriptions if s.auto_renew],
+    }
+
+
+def disable_reseller(reseller: Reseller, *, reason: str, actor) -> None:
+    """Stop new subscriptions, additions and renewals for the reseller's customers (admins)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Disabling a reseller needs a reason.")
+    reseller = lock(Reseller, reseller.id, "Reseller")
+    if reseller.status == ResellerStatus.DISABLED:
+        raise Conflict(f"{reseller.company_name} is already disabled.")
+    impact = reseller_impact(reseller)
+    reseller.status = ResellerStatus.DISABLED
+    reseller.status_reason = reason
+    reseller.status_changed_at = utcnow()
+    reseller.status_changed_by_id = actor.id if actor is not None else None
+    audit.record(actor, "reseller.disable", reseller,
+                 {"reason": reason, "customers": impact["customers"],
+                  "active_subscriptions": impact["active_subscriptions"],
+                  "auto_renewals_stopped": len(impact["auto_renewals"])})
+
+
+def enable_reseller(reseller: Reseller, *, actor) -> None:
+    """Let a disabled reseller's customers take subscriptions and renew again (admins)."""
+    reseller = lock(Reseller, reseller.id, "Reseller")
+    if reseller.status == ResellerStatus.ACTIVE:
+        raise Conflict(f"{reseller.company_name} is already active.")
+    reseller.status = ResellerStatus.ACTIVE
+    reseller.status_reason = ""
+    reseller.status_changed_at = utcnow()
+    reseller.status_changed_by_id = actor.id if actor is not None else None
+    audit.record(actor, "reseller.enable", reseller, {})
+
+
+def ensure_reseller_active(customer: Customer) -> None:
+    """Refuse when the customer's reseller is disabled; locks the reseller row meanwhile."""
+    if customer.reseller_id is None:
+        return
+    reseller = lock(Reseller, customer.reseller_id, "Reseller")
+    if reseller.status == ResellerStatus.DISABLED:
+        raise Conflict(
+            f"{customer.company_name} is managed by {reseller.company_name}, which is "
+            "disabled: no new subscriptions or additions until an admin enables it again.")
+
+
+# --------------------------------------------------------------------------- customers
+
+
+def create_customer(*, company_name, address1, city, postal_code, country,
+                    administrative_responsibility: str, customer_admin_email=None,
+                    reseller=None, address2="", address3="", state="", currency="USD",
+                    actor) -> Customer:
+    """Add a partner customer; a customer-administered one gets its first administrator."""
+    fields = _address(locals())
+    try:
+        responsibility = AdminResponsibility(administrative_responsibility)
+    except ValueError as exc:
+        raise InvalidInput("Administrative responsibility is either partner or customer.") from exc
+    admin_email = None
+    if responsibility == AdminResponsibility.CUSTOMER:
+        if not (customer_admin_email or "").strip():
+            raise InvalidInput("A customer-administered customer needs a customer admin email.")
+        admin_email = normalize_email(customer_admin_email)
+    elif (customer_admin_email or "").strip():
+        admin_email = normalize_email(customer_admin_email)
+    if reseller is not None:
+        ensure_reseller_active_for(reseller)
+    customer = Customer(**fields, administrative_responsibility=responsibility,
+                        customer_admin_email=admin_email, reseller=reseller,
+                        currency=currency_code(currency), created_at=utcnow())
+    db.session.add(customer)
+    db.session.flush()
+    if responsibility == AdminResponsibility.CUSTOMER:
+        db.session.add(CustomerAdmin(customer=customer, email=admin_email, created_at=utcnow()))
+        db.session.flush()
+    audit.record(actor, "customer.create", customer,
+                 {**fields, "administrative_responsibility": responsibility.value,
+                  "customer_admin_email": admin_email,
+                  "reseller_id": reseller.id if reseller else None,
+                  "currency": customer.currency})
+    return customer
+
+
+def ensure_reseller_active_for(reseller: Reseller) -> None:
+    """Refuse to add customers under a disabled reseller."""
+    reseller = lock(Reseller, reseller.id, "Reseller")
+    if reseller.status == ResellerStatus.DISABLED:
+        raise Conflict(f"{reseller.company_name} is disabled; it cannot take new customers.")
+
+
+#: fields update_customer may change; administrative responsibility is not among them
+UPDATABLE_CUSTOMER_FIELDS = (*ADDRESS_FIELDS, "country", "reseller", "customer_admin_email")
+
+
+def update_customer(customer: Customer, *, actor, **fields) -> Customer:
+    """Change a customer's details. Administrative responsibility and currency are fixed."""
+    if "administrative_responsibility" in fields and (
+        fields["administrative_responsibility"] != customer.administrative_responsibility.value
+    ):
+        raise Conflict("Administrative responsibility is fixed when a customer is created "
+                       "and cannot be changed.")
+    if "currency" in fields and fields["currency"] != customer.currency:
+        raise Conflict("A customer's currency cannot be changed once it has been created.")
+    fields.pop("administrative_responsibility", None)
+    fields.pop("currency", None)
+    unknown = set(fields) - set(UPDATABLE_CUSTOMER_FIELDS)
+    if unknown:
+        raise InvalidInput(f"Cannot change {', '.join(sorted(unknown))} here.")
+    current = {k: getattr(customer, k) for k in (*ADDRESS_FIELDS, "country")}
+    cleaned = _address({**current, **{k: v for k, v in fields.items() if k in current}})
+    changes = {k: {"from": current[k], "to": v} for k, v in cleaned.items() if current[k] != v}
+    if "reseller" in fields and fields["reseller"] is not customer.reseller:
+        new = fields["reseller"]
+        if new is not None:
+            ensure_reseller_active_for(new)
+        changes["reseller"] = {"from": customer.reseller_id, "to": new.id if new else None}
+        customer.reseller = new
+    if "customer_admin_email" in fields:
+        email = (fields["customer_admin_email"] or "").strip()
+        if customer.administrative_responsibility == AdminResponsibility.CUSTOMER and not email:
+            raise InvalidInput("A customer-administered customer needs a customer admin email.")
+        email = normalize_email(email) if email else None
+        if email != customer.customer_admin_email:
+            changes["customer_admin_email"] = {"from": customer.customer_admin_email,
+                                               "to": email}
+            customer.customer_admin_email = email
+    for key, value in cleaned.items():
+        setattr(customer, key, value)
+    db.session.flush()
+    if changes:
+        audit.record(actor, "customer.update", customer, changes)
+    return customer

@@ -1,0 +1,424 @@
+"""The catalog, partner subscriptions, their inventory and renewal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import select
+
+from . import audit
+from .errors import Conflict, InvalidInput, NotFound
+from .extensions import db
+from .locks import lock
+from .models import (
+    CertificateKind,
+    CertificateType,
+    Customer,
+    Inventory,
+    Subscription,
+    SubscriptionProduct,
+    SubscriptionStatus,
+    SubscriptionTerm,
+    Transaction,
+    TransactionKind,
+    TransactionLine,
+    TransactionReason,
+    today,
+    utcnow,
+)
+from .money import prorate
+from .partners import ensure_reseller_active
+from .validation import positive_counts
+
+#: term lengths a product may offer, in months
+ALLOWED_TERMS = range(1, 121)
+
+
+def create_certificate_type(
+    *, code: str, name: str, yearly_price: int, kind: str = "traditional", actor=None
+) -> CertificateType:
+    """Add a certificate type to the catalog; its code is how everything else names it."""
+    code = (code or "").strip().upper()
+    name = (name or "").strip()
+    if not code or not name:
+        raise InvalidInput("A certificate type needs a code and a name.")
+    kind_value = _certificate_kind(kind)
+    _check_price(yearly_price)
+    if db.session.scalar(select(CertificateType.id).where(CertificateType.code == code)):
+        raise Conflict(f"The catalog already has a certificate type with code {code}.")
+    cert_type = CertificateType(code=code, name=name, yearly_price=yearly_price, kind=kind_value)
+    db.session.add(cert_type)
+    db.session.flush()
+    audit.record(actor, "catalog.certificate_type.create", cert_type,
+                 {"code": code, "name": name, "yearly_price": yearly_price,
+                  "kind": kind_value.value})
+    return cert_type
+
+
+def update_certificate_type(
+    cert_type: CertificateType, *, name: str, yearly_price: int, active: bool, actor
+) -> CertificateType:
+    """Rename, reprice or retire a certificate type; its code and kind never change.
+
+    A new price applies to charges made from now on; recorded charges keep theirs.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("A certificate type needs a name.")
+    _check_price(yearly_price)
+    before = {"name": cert_type.name, "yearly_price": cert_type.yearly_price,
+              "active": cert_type.active}
+    cert_type.name, cert_type.yearly_price, cert_type.active = name, yearly_price, active
+    audit.record(actor, "catalog.certificate_type.update", cert_type,
+                 {"before": before,
+                  "after": {"name": name, "yearly_price": yearly_price, "active": active}})
+    return cert_type
+
+
+def create_product(
+    *, name: str, certificate_types: list[str], terms_months=(12, 24, 36), actor=None
+) -> SubscriptionProduct:
+    """Bundle certificate types (by code) into a subscription product with allowed terms."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("A subscription product needs a name.")
+    if db.session.scalar(select(SubscriptionProduct.id).where(SubscriptionProduct.name == name)):
+        raise Conflict(f"A subscription product named {name} already exists.")
+    product = SubscriptionProduct(
+        name=name,
+        terms_months=_check_terms(terms_months),
+        certificate_types=certificate_types_by_code(certificate_types),
+    )
+    db.session.add(product)
+    db.session.flush()
+    audit.record(actor, "catalog.product.create", product,
+                 {"name": name, "certificate_types": sorted(certificate_types),
+                  "terms_months": product.terms_months})
+    return product
+
+
+def update_product(
+    product: SubscriptionProduct, *, name: str, certificate_types: list[str], terms_months,
+    active: bool, actor
+) -> SubscriptionProduct:
+    """Change a product; subscriptions already sold keep their term and inventory."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("A subscription product needs a name.")
+    clash = db.session.scalar(
+        select(SubscriptionProduct.id).where(
+            SubscriptionProduct.name == name, SubscriptionProduct.id != product.id
+        )
+    )
+    if clash:
+        raise Conflict(f"A subscription product named {name} already exists.")
+    product.name = name
+    product.terms_months = _check_terms(terms_months)
+    product.certificate_types = certificate_types_by_code(certificate_types)
+    product.active = active
+    audit.record(actor, "catalog.product.update", product,
+                 {"name": name, "certificate_types": sorted(certificate_types),
+                  "terms_months": product.terms_months, "active": active})
+    return product
+
+
+def certificate_types_by_code(codes) -> list[CertificateType]:
+    """The certificate types named by ``codes``; refuses unknown or missing codes."""
+    wanted = sorted({(c or "").strip().upper() for c in codes})
+    if not wanted:
+        raise InvalidInput("Choose at least one certificate type.")
+    found = db.session.scalars(
+        select(CertificateType).where(CertificateType.code.in_(wanted))
+    ).all()
+    missing = set(wanted) - {t.code for t in found}
+    if missing:
+        raise NotFound(f"No certificate type with code {', '.join(sorted(missing))}.")
+    return sorted(found, key=lambda t: t.code)
+
+
+def _certificate_kind(kind: str) -> CertificateKind:
+    try:
+        return CertificateKind(kind)
+    except ValueError as exc:
+        raise InvalidInput(f"Unknown certificate kind '{kind}'; use traditional or caas.") from exc
+
+
+def _check_price(yearly_price) -> None:
+    if not isinstance(yearly_price, int) or isinstance(yearly_price, bool) or yearly_price < 0:
+        raise InvalidInput("A yearly price is a whole, non-negative number of minor units.")
+
+
+def _check_terms(terms_months) -> list[int]:
+    try:
+        terms = sorted({int(t) for t in terms_months})
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("Terms are whole numbers of months, e.g. 12, 24, 36.") from exc
+    if not terms or any(t not in ALLOWED_TERMS for t in terms):
+        raise InvalidInput("Terms are whole numbers of months between 1 and 120.")
+    return terms
+
+
+# --------------------------------------------------------------------------- quotes
+
+
+@dataclass(frozen=True)
+class QuoteLine:
+    """What one certificate type costs in an operation, and why."""
+
+    code: str
+    name: str
+    quantity: int
+    yearly_price: int  # minor units, one certificate, twelve months
+    full_amount: int  # the whole term's price for these certificates
+    days_charged: int  # days left in the term
+    days_in_term: int
+    amount: int  # what is charged: full_amount prorated by days
+
+    @property
+    def prorated(self) -> bool:
+        return self.days_charged != self.days_in_term
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The review of an operation: its lines and total. Nothing is written by quoting."""
+
+    currency: str
+    start_date: date
+    end_date: date
+    term_months: int
+    as_of: date
+    lines: tuple[QuoteLine, ...] = field(default_factory=tuple)
+
+    @property
+    def total(self) -> int:
+        return sum(line.amount for line in self.lines)
+
+
+def term_end(start_date: date, term_months: int) -> date:
+    """The exclusive end of a term: start plus whole calendar months (python-dateutil)."""
+    return start_date + relativedelta(months=term_months)
+
+
+def earliest_start(term_months: int, as_of: date | None = None) -> date:
+    """The earliest backdated start that still leaves at least one day of term."""
+    as_of = as_of or today()
+    start = as_of - relativedelta(months=term_months)
+    # Month arithmetic clamps to month ends, so step forward until the rule holds.
+    while term_end(start, term_months) <= as_of:
+        start += timedelta(days=1)
+    while term_end(start - timedelta(days=1), term_months) > as_of:
+        start -= timedelta(days=1)
+    return start
+
+
+def price_line(cert_type: CertificateType, quantity: int, *, term_months: int,
+               start_date: date, end_date: date, as_of: date) -> QuoteLine:
+    """Price ``quantity`` certificates for the days left of a term.
+
+    full = yearly price x quantity x term_months / 12, rounded half-up to the minor unit;
+    charge = full x (end - as_of).days / (end - start).days, rounded half-up.
+    """
+    full = prorate(cert_type.yearly_price * quantity, term_months, 12)
+    days_in_term = (end_date - start_date).days
+    days_left = (end_date - max(as_of, start_date)).days
+    return QuoteLine(
+        code=cert_type.code, name=cert_type.name, quantity=quantity,
+        yearly_price=cert_type.yearly_price, full_amount=full, days_charged=days_left,
+        days_in_term=days_in_term, amount=prorate(full, days_left, days_in_term),
+    )
+
+
+def quote_subscription(customer: Customer, product: SubscriptionProduct, *, term_months: int,
+                       inventory: dict[str, int], start_date: date | None = None) -> Quote:
+    """What adding this subscription would charge now; refuses what the rules refuse."""
+    as_of = today()
+    if not product.active:
+        raise Conflict(f"{product.name} is no longer offered.")
+    if term_months not in product.terms_months:
+        allowed = ", ".join(str(t) for t in product.terms_months)
+        raise InvalidInput(f"{product.name} is sold for {allowed} months, not {term_months}.")
+    start = start_date or as_of
+    if start > as_of:
+        raise InvalidInput(f"The start date {start.isoformat()} is in the future; a "
+                           "subscription starts today or is backdated.")
+    end = term_end(start, term_months)
+    if end <= as_of:
+        raise InvalidInput(
+            f"A {term_months}-month term from {start.isoformat()} ended on {end.isoformat()}; "
+            f"the earliest start date allowed today is "
+            f"{earliest_start(term_months, as_of).isoformat()}.")
+    quantities = _product_quantities(product, inventory)
+    lines = tuple(
+        price_line(t, quantities[t.code], term_months=term_months, start_date=start,
+                   end_date=end, as_of=as_of)
+        for t in product.certificate_types if quantities[t.code] > 0
+    )
+    return Quote(currency=customer.currency, start_date=start, end_date=end,
+                 term_months=term_months, as_of=as_of, lines=lines)
+
+
+def _product_quantities(product: SubscriptionProduct, counts: dict[str, int]) -> dict[str, int]:
+    """Per certificate type of the product, the count asked for (0 when not named)."""
+    counts = positive_counts(counts, "quantity")
+    offered = {t.code for t in product.certificate_types}
+    foreign = sorted(set(counts) - offered)
+    if foreign:
+        raise InvalidInput(f"{product.name} does not include {', '.join(foreign)}.")
+    if not any(counts.values()):
+        raise InvalidInput("Enter a quantity for at least one certificate type.")
+    return {code: counts.get(code, 0) for code in offered}
+
+
+def _record_charge(subscription: Subscription, quote: Quote, reason: TransactionReason, *,
+                   actor) -> Transaction:
+    """One charge transaction with a line per quoted certificate type."""
+    transaction = Transaction(
+        customer_id=subscription.customer_id, subscription=subscription,
+        kind=TransactionKind.CHARGE, reason=reason, amount=quote.total,
+        currency=quote.currency, created_at=utcnow(),
+        actor_id=actor.id if actor is not None else None,
+    )
+    db.session.add(transaction)
+    types = {t.code: t for t in subscription.product.certificate_types}
+    for line in quote.lines:
+        db.session.add(TransactionLine(
+            transaction=transaction, certificate_type=types[line.code], quantity=line.quantity,
+            amount=line.amount, full_amount=line.full_amount, days_charged=line.days_charged,
+            days_in_term=line.days_in_term, refunded_quantity=0, refunded_amount=0,
+        ))
+    db.session.flush()
+    return transaction
+
+
+def _quote_details(quote: Quote) -> dict:
+    return {"total": quote.total, "currency": quote.currency,
+            "lines": {line.code: {"quantity": line.quantity, "amount": line.amount,
+                                  "days": f"{line.days_charged}/{line.days_in_term}"}
+                      for line in quote.lines}}
+
+
+# --------------------------------------------------------------------------- subscriptions
+
+
+def add_subscription(customer: Customer, product: SubscriptionProduct, *, term_months: int,
+                     inventory: dict[str, int], start_date: date | None = None,
+                     auto_renew: bool = False, actor) -> Subscription:
+    """Record a subscription, its inventory and first term, and its (prorated) charge."""
+    ensure_reseller_active(customer)
+    quote = quote_subscription(customer, product, term_months=term_months,
+                               inventory=inventory, start_date=start_date)
+    quantities = _product_quantities(product, inventory)
+    subscription = Subscription(
+        customer=customer, product=product, term_months=term_months,
+        start_date=quote.start_date, end_date=quote.end_date, auto_renew=bool(auto_renew),
+        status=SubscriptionStatus.ACTIVE, created_at=utcnow(),
+    )
+    db.session.add(subscription)
+    for cert_type in product.certificate_types:
+        db.session.add(Inventory(subscription=subscription, certificate_type=cert_type,
+                                 quantity=quantities[cert_type.code],
+                                 renewal_quantity=quantities[cert_type.code]))
+    db.session.add(SubscriptionTerm(subscription=subscription, start_date=quote.start_date,
+                                    end_date=quote.end_date, created_at=utcnow()))
+    db.session.flush()
+    transaction = _record_charge(subscription, quote, TransactionReason.NEW_SUBSCRIPTION,
+                                 actor=actor)
+    audit.record(actor, "subscription.create", subscription,
+                 {"customer_id": customer.id, "product": product.name,
+                  "term_months": term_months, "start_date": quote.start_date,
+                  "end_date": quote.end_date, "auto_renew": bool(auto_renew),
+                  "transaction_id": transaction.id, **_quote_details(quote)})
+    return subscription
+
+
+def quote_inventory(subscription: Subscription, additions: dict[str, int]) -> Quote:
+    """What adding current inventory costs today: the prorated price for the days left."""
+    if subscription.status != SubscriptionStatus.ACTIVE:
+        raise Conflict(f"Subscription #{subscription.id} is {subscription.status.value}; "
+                       "only active subscriptions take additions.")
+    as_of = today()
+    if subscription.end_date <= as_of:
+        raise Conflict(f"Subscription #{subscription.id}'s term ended on "
+                       f"{subscription.end_date.isoformat()}; it takes no more additions.")
+    quantities = _product_quantities(subscription.product, additions)
+    lines = tuple(
+        price_line(t, quantities[t.code], term_months=subscription.term_months,
+                   start_date=subscription.start_date, end_date=subscription.end_date,
+                   as_of=as_of)
+        for t in subscription.product.certificate_types if quantities[t.code] > 0
+    )
+    return Quote(currency=subscription.customer.currency, start_date=subscription.start_date,
+                 end_date=subscription.end_date, term_months=subscription.term_months,
+                 as_of=as_of, lines=lines)
+
+
+def add_inventory(subscription: Subscription, additions: dict[str, int], *,
+                  actor) -> Transaction:
+    """Grow current inventory; the prorated charge goes on the next invoice."""
+    ensure_reseller_active(subscription.customer)
+    subscription = lock(Subscription, subscription.id, "Subscription")
+    quote = quote_inventory(subscription, additions)
+    rows = _locked_inventory(subscription)
+    for line in quote.lines:
+        rows[line.code].quantity += line.quantity
+    transaction = _record_charge(subscription, quote, TransactionReason.INVENTORY_ADDED,
+                                 actor=actor)
+    audit.record(actor, "subscription.inventory_add", subscription,
+                 {"transaction_id": transaction.id, **_quote_details(quote)})
+    return transaction
+
+
+def _locked_inventory(subscription: Subscription) -> dict[str, Inventory]:
+    rows = db.session.scalars(
+        select(Inventory).where(Inventory.subscription_id == subscription.id)
+        .order_by(Inventory.id).with_for_update().execution_options(populate_existing=True)
+    ).all()
+    return {row.certificate_type.code: row for row in rows}
+
+
+def set_renewal_inventory(subscription: Subscription, quantities: dict[str, int], *,
+                          actor) -> None:
+    """Set what the next term will hold; charges nothing now."""
+    subscription = lock(Subscription, subscription.id, "Subscription")
+    if subscription.status == SubscriptionStatus.EXPIRED:
+        raise Conflict(f"Subscription #{subscription.id} has expired; it has no next term.")
+    counts = positive_counts(quantities, "renewal quantity")
+    rows = _locked_inventory(subscription)
+    foreign = sorted(set(counts) - set(rows))
+    if foreign:
+        raise InvalidInput(f"{subscription.product.name} does not include {', '.join(foreign)}.")
+    changes = {}
+    for code, count in counts.items():
+        if rows[code].renewal_quantity != count:
+            changes[code] = {"from": rows[code].renewal_quantity, "to": count}
+            rows[code].renewal_quantity = count
+    if not changes:
+        raise Conflict("The renewal inventory is already set to these quantities.")
+    db.session.flush()
+    audit.record(actor, "subscription.renewal_inventory", subscription, changes)
+
+
+def suspend_subscription(subscription: Subscription, *, actor) -> None:
+    """Suspend: no additions and no renewal until enabled again."""
+    subscription = lock(Subscription, subscription.id, "Subscription")
+    if subscription.status != SubscriptionStatus.ACTIVE:
+        raise Conflict(f"Subscription #{subscription.id} is {subscription.status.value}; "
+                       "only active subscriptions can be suspended.")
+    subscription.status = SubscriptionStatus.SUSPENDED
+    audit.record(actor, "subscription.suspend", subscription, {})
+
+
+def enable_subscription(subscription: Subscription, *, actor) -> None:
+    """Restore a suspended subscription exactly as it was."""
+    subscription = lock(Subscription, subscription.id, "Subscription")
+    if subscription.status != SubscriptionStatus.SUSPENDED:
+        raise Conflict(f"Subscription #{subscription.id} is {subscription.status.value}; "
+                       "only suspended subscriptions can be enabled.")
+    if subscription.end_date <= today():
+        raise Conflict(f"Subscription #{subscription.id}'s term ended on "
+                       f"{subscription.end_date.isoformat()}; it cannot be enabled again.")
+    subscription.status = SubscriptionStatus.ACTIVE
+    audit.record(actor, "subscription.enable", subscription, {})

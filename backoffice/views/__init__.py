@@ -1,0 +1,26 @@
+"""Flask-Admin views, one module per menu area; built by :func:`init_admin`."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_admin import Admin
+from flask_admin.theme import Bootstrap4Theme
+
+from ..extensions import db
+from . import accounts, finance, partners, system
+from .base import ConsoleIndexView
+
+
+def init_admin(app: Flask) -> Admin:
+    """Build the console for ``app``: a fresh Admin per app, never a module-level one."""
+    admin = Admin(
+        app,
+        name="Back-office",
+        theme=Bootstrap4Theme(base_template="backoffice_base.html", fluid=True),
+        index_view=ConsoleIndexView(name="Dashboard", url="/admin"),
+    )
+    accounts.register(admin, db)
+    partners.register(admin, db)
+    finance.register(admin, db)
+    system.register(admin, db)
+    return admin
