@@ -170,7 +170,8 @@ def pay_order(order: Order, *, payer: Profile, method: str, actor=None) -> Order
     try:
         method = PaymentMethod(method)
     except ValueError as exc:
-        raise InvalidInput(f"Unknown payment method '{method}'; use card or prepaid_credit.") from exc
+        raise InvalidInput(
+            f"Unknown payment method '{method}'; use card or prepaid_credit.") from exc
     order = lock(Order, order.id, "Order")
     if order.status != OrderStatus.AWAITING_PAYMENT:
         raise Conflict(f"Order {order.number} is {order.status.value.replace('_', ' ')}; "

@@ -6,6 +6,7 @@ rolls back otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
@@ -159,7 +160,5 @@ def jobs_run_command() -> None:
 
     scheduler = build_scheduler(current_app._get_current_object(), BlockingScheduler)
     click.echo("Scheduler running; Ctrl+C stops it.")
-    try:
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
         scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        pass

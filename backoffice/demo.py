@@ -80,7 +80,7 @@ def seed(*, profiles: int = 300, rng_seed: int = 20261122) -> dict[str, int]:
                                                           else rng.randint(0, 8))
 
     with clock_at(at(200, 0)):
-        types = _catalog(counts)
+        _catalog(counts)
         products = _products(counts)
 
     counts["profiles"] = 0

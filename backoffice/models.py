@@ -37,7 +37,6 @@ from sqlalchemy.types import TypeDecorator
 
 from .extensions import db
 
-
 #: set only by :func:`clock_at` (the demo seeder replays history with it)
 _clock_override: ContextVar[datetime | None] = ContextVar("clock_override", default=None)
 

@@ -41,7 +41,7 @@ def _reset_postgres(url: str) -> None:
             conn.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
             conn.exec_driver_sql("CREATE SCHEMA public")
     except sa.exc.OperationalError as exc:
-        raise pytest.UsageError(f"PostgreSQL at TEST_DATABASE_URL is unreachable: {exc}")
+        raise pytest.UsageError(f"PostgreSQL at TEST_DATABASE_URL is unreachable: {exc}") from exc
     finally:
         engine.dispose()
 

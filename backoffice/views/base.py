@@ -200,9 +200,9 @@ class DomainModelView(ReadOnlyModelView):
 
     def _handle_view(self, name, **kwargs):
         response = super()._handle_view(name, **kwargs)
-        if response is None and name in ("create_view", "edit_view", "delete_view"):
-            if not self._may_write():
-                abort(403)
+        writing = name in ("create_view", "edit_view", "delete_view")
+        if response is None and writing and not self._may_write():
+            abort(403)
         return response
 
     def create_model(self, form):
