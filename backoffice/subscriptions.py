@@ -235,6 +235,7 @@ def quote_subscription(customer: Customer, product: SubscriptionProduct, *, term
                        inventory: dict[str, int], start_date: date | None = None) -> Quote:
     """What adding this subscription would charge now; refuses what the rules refuse."""
     as_of = today()
+    ensure_reseller_active(customer)
     if not product.active:
         raise Conflict(f"{product.name} is no longer offered.")
     if term_months not in product.terms_months:
@@ -307,7 +308,6 @@ def add_subscription(customer: Customer, product: SubscriptionProduct, *, term_m
                      inventory: dict[str, int], start_date: date | None = None,
                      auto_renew: bool = False, actor) -> Subscription:
     """Record a subscription, its inventory and first term, and its (prorated) charge."""
-    ensure_reseller_active(customer)
     quote = quote_subscription(customer, product, term_months=term_months,
                                inventory=inventory, start_date=start_date)
     quantities = _product_quantities(product, inventory)
@@ -339,6 +339,7 @@ def quote_inventory(subscription: Subscription, additions: dict[str, int]) -> Qu
     if subscription.status != SubscriptionStatus.ACTIVE:
         raise Conflict(f"Subscription #{subscription.id} is {subscription.status.value}; "
                        "only active subscriptions take additions.")
+    ensure_reseller_active(subscription.customer)
     as_of = today()
     if subscription.end_date <= as_of:
         raise Conflict(f"Subscription #{subscription.id}'s term ended on "
@@ -358,7 +359,6 @@ def quote_inventory(subscription: Subscription, additions: dict[str, int]) -> Qu
 def add_inventory(subscription: Subscription, additions: dict[str, int], *,
                   actor) -> Transaction:
     """Grow current inventory; the prorated charge goes on the next invoice."""
-    ensure_reseller_active(subscription.customer)
     subscription = lock(Subscription, subscription.id, "Subscription")
     quote = quote_inventory(subscription, additions)
     rows = _locked_inventory(subscription)

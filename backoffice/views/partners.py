@@ -1,21 +1,102 @@
-"""Partners menu: resellers, customers and their subscriptions."""
+"""Partners menu: resellers, customers, their subscriptions and inventory.
+
+Every operation that charges shows a review (a quote) first and applies only on Confirm,
+like the partner platform's Review / Confirm step.
+"""
 
 from __future__ import annotations
 
+from datetime import date
+
+import pycountry
+from flask import abort, flash, redirect, request, url_for
+from flask_admin import expose
+from flask_admin.contrib.sqla.fields import QuerySelectField
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import EmailField, RadioField, SelectField, StringField
+from wtforms.validators import DataRequired, Email, Length, Optional
+
+from .. import partners, subscriptions
+from ..auth import Permission
+from ..errors import DomainError, InvalidInput
+from ..extensions import db
 from ..models import (
     Customer,
     CustomerAdmin,
     Inventory,
     Reseller,
+    ResellerStatus,
     Subscription,
+    SubscriptionProduct,
     SubscriptionTerm,
+    Transaction,
+    today,
 )
-from .base import ReadOnlyModelView, link_formatter, links_formatter
+from .base import (
+    DomainModelView,
+    ReadOnlyModelView,
+    link_formatter,
+    links_formatter,
+    run_domain,
+)
 
 CATEGORY = "Partners"
 
+COUNTRY_CHOICES = [("", "Choose a country")] + sorted(
+    ((c.alpha_2, c.name) for c in pycountry.countries), key=lambda choice: choice[1])
+CURRENCY_CHOICES = [("USD", "USD"), ("EUR", "EUR"), ("GBP", "GBP")]
+RESPONSIBILITY_CHOICES = [("partner", "Partner administered"),
+                          ("customer", "Customer administered")]
 
-class ResellerView(ReadOnlyModelView):
+
+def _lookup(model, ident):
+    """The row with this id, or 404."""
+    row = db.session.get(model, ident)
+    if row is None:
+        abort(404)
+    return row
+
+
+def parse_counts(form, codes, prefix: str = "qty_") -> dict[str, int]:
+    """Read one whole-number field per certificate type code; empty means 0."""
+    counts = {}
+    for code in codes:
+        raw = (form.get(f"{prefix}{code}") or "").strip()
+        if not raw:
+            counts[code] = 0
+        elif raw.isdigit():
+            counts[code] = int(raw)
+        else:
+            raise InvalidInput(f"The quantity for {code} must be a whole number of 0 or more; "
+                               f"got '{raw}'.")
+    return counts
+
+
+class AddressForm(FlaskForm):
+    company_name = StringField("Company name", validators=[DataRequired(), Length(max=200)])
+    address1 = StringField("Address 1", validators=[DataRequired(), Length(max=200)])
+    address2 = StringField("Address 2", validators=[Optional(), Length(max=200)])
+    address3 = StringField("Address 3", validators=[Optional(), Length(max=200)])
+    city = StringField("City", validators=[DataRequired(), Length(max=100)])
+    postal_code = StringField("Postal code", validators=[DataRequired(), Length(max=20)])
+    state = StringField("State / province", validators=[Optional(), Length(max=100)])
+    country = SelectField("Country", choices=COUNTRY_CHOICES,
+                          validators=[DataRequired(message="Choose a country.")])
+
+    def address(self) -> dict:
+        return {name: getattr(self, name).data or "" for name in partners.ADDRESS_FIELDS
+                + ("country",)}
+
+
+# --------------------------------------------------------------------------- resellers
+
+
+class ResellerView(DomainModelView):
+    write_permission = Permission.RESELLER_WRITE
+    allow_create = True
+    allow_edit = True
     column_list = ("id", "company_name", "city", "country", "status", "status_changed_at",
                    "created_at")
     column_details_list = ("id", "company_name", "address1", "address2", "address3", "city",
@@ -24,24 +105,214 @@ class ResellerView(ReadOnlyModelView):
     column_searchable_list = ("company_name", "city")
     column_filters = ("status", "country", "created_at")
     column_formatters = {"customers": links_formatter("customer")}
+    column_labels = {"status_reason": "Reason"}
+    details_template = "partners/reseller_details.html"
+
+    def get_create_form(self):
+        return AddressForm
+
+    def get_edit_form(self):
+        return AddressForm
+
+    def create_from_form(self, form):
+        return partners.create_reseller(**form.address(), actor=current_user)
+
+    def update_from_form(self, form, model):
+        return partners.update_reseller(model, **form.address(), actor=current_user)
+
+    @expose("/disable/<int:reseller_id>/", methods=("GET", "POST"))
+    def disable_view(self, reseller_id):
+        """Show what disabling stops, ask for a reason, then disable (admins)."""
+        self.require(Permission.RESELLER_STATUS)
+        reseller = _lookup(Reseller, reseller_id)
+        if request.method == "POST":
+            ok, _ = run_domain(
+                lambda: partners.disable_reseller(reseller, reason=request.form.get("reason"),
+                                                  actor=current_user),
+                f"{reseller.company_name} is disabled.")
+            if ok:
+                return redirect(self.get_url(".details_view", id=reseller_id), code=303)
+        return self.render("partners/reseller_disable.html", reseller=reseller,
+                           impact=partners.reseller_impact(reseller),
+                           reason=request.form.get("reason", ""))
+
+    @expose("/enable/<int:reseller_id>/", methods=("GET", "POST"))
+    def enable_view(self, reseller_id):
+        """Confirm, then enable a disabled reseller (admins)."""
+        self.require(Permission.RESELLER_STATUS)
+        reseller = _lookup(Reseller, reseller_id)
+        if request.method == "POST":
+            ok, _ = run_domain(lambda: partners.enable_reseller(reseller, actor=current_user),
+                               f"{reseller.company_name} is active again.")
+            if ok:
+                return redirect(self.get_url(".details_view", id=reseller_id), code=303)
+        return self.render(
+            "partners/confirm.html", title=f"Enable {reseller.company_name}",
+            text="Its customers can take new subscriptions and additions again, and their "
+                 "auto-renewing subscriptions renew again.",
+            button="Enable reseller", cancel_url=self.get_url(".details_view", id=reseller_id))
 
 
-class CustomerView(ReadOnlyModelView):
+# --------------------------------------------------------------------------- customers
+
+
+def _reseller_query():
+    return db.session.scalars(select(Reseller).order_by(Reseller.company_name)).all()
+
+
+def _reseller_label(reseller: Reseller) -> str:
+    disabled = " (disabled)" if reseller.status == ResellerStatus.DISABLED else ""
+    return f"{reseller.company_name}{disabled}"
+
+
+class CustomerCreateForm(AddressForm):
+    reseller = QuerySelectField("Partner management", query_factory=_reseller_query,
+                                get_label=_reseller_label, allow_blank=True,
+                                blank_text="Direct (no partner management)")
+    administrative_responsibility = RadioField(
+        "Administrative responsibility", choices=RESPONSIBILITY_CHOICES, default="partner",
+        description="Fixed once the customer is created.")
+    customer_admin_email = EmailField(
+        "Customer admin email", validators=[Optional(), Email(), Length(max=254)],
+        description="Required for customer-administered customers: becomes the first "
+                    "customer administrator.")
+    currency = SelectField("Currency", choices=CURRENCY_CHOICES, default="USD")
+
+
+class CustomerEditForm(AddressForm):
+    reseller = CustomerCreateForm.reseller
+    administrative_responsibility = RadioField(
+        "Administrative responsibility", choices=RESPONSIBILITY_CHOICES,
+        render_kw={"disabled": True},
+        description="Set when the customer was created; it cannot be changed.")
+    customer_admin_email = CustomerCreateForm.customer_admin_email
+
+
+class CustomerView(DomainModelView):
+    write_permission = Permission.PARTNER_WRITE
+    allow_create = True
+    allow_edit = True
     column_list = ("id", "company_name", "city", "country", "reseller",
                    "administrative_responsibility", "currency", "created_at")
     column_details_list = ("id", "company_name", "address1", "address2", "address3", "city",
                            "postal_code", "state", "country", "reseller",
                            "administrative_responsibility", "customer_admin_email", "admins",
-                           "currency", "subscriptions", "created_at")
+                           "currency", "created_at")
     column_searchable_list = ("company_name", "customer_admin_email", "city")
     column_filters = ("administrative_responsibility", "country", "currency",
                       "reseller.company_name", "created_at")
     column_formatters = {
         "reseller": link_formatter("reseller"),
-        "subscriptions": links_formatter("subscription"),
+        "admins": lambda v, c, m, n: ", ".join(a.email for a in m.admins),
     }
     column_labels = {"reseller": "Partner management",
-                     "administrative_responsibility": "Administrative responsibility"}
+                     "administrative_responsibility": "Administrative responsibility",
+                     "admins": "Customer administrators"}
+    details_template = "partners/customer_details.html"
+
+    def get_create_form(self):
+        return CustomerCreateForm
+
+    def get_edit_form(self):
+        return CustomerEditForm
+
+    def create_from_form(self, form):
+        return partners.create_customer(
+            **form.address(), reseller=form.reseller.data,
+            administrative_responsibility=form.administrative_responsibility.data,
+            customer_admin_email=form.customer_admin_email.data or None,
+            currency=form.currency.data, actor=current_user)
+
+    def update_from_form(self, form, model):
+        fields = {**form.address(), "reseller": form.reseller.data,
+                  "customer_admin_email": form.customer_admin_email.data}
+        # The field is disabled on the page; a value that arrives anyway goes to the domain,
+        # which refuses any change.
+        if form.administrative_responsibility.raw_data:
+            fields["administrative_responsibility"] = form.administrative_responsibility.data
+        return partners.update_customer(model, **fields, actor=current_user)
+
+    def render(self, template, **kwargs):
+        if template == self.details_template and "model" in kwargs:
+            customer = kwargs["model"]
+            kwargs["subscriptions"] = customer.subscriptions
+            kwargs["transactions"] = db.session.scalars(
+                select(Transaction).where(Transaction.customer_id == customer.id)
+                .order_by(Transaction.created_at.desc(), Transaction.id.desc()).limit(50)
+            ).all()
+            kwargs["transactions_url"] = _transactions_url(customer.id)
+        return super().render(template, **kwargs)
+
+    @expose("/subscribe/<int:customer_id>/", methods=("GET", "POST"))
+    def subscribe_view(self, customer_id):
+        """Add a subscription: choose product and term, quantities, review, Confirm."""
+        self.require(Permission.PARTNER_WRITE)
+        customer = _lookup(Customer, customer_id)
+        products = db.session.scalars(
+            select(SubscriptionProduct).where(SubscriptionProduct.active.is_(True))
+            .order_by(SubscriptionProduct.name)).all()
+        form = request.form if request.method == "POST" else request.args
+        product = None
+        if (form.get("product_id") or "").isdigit():
+            product = db.session.get(SubscriptionProduct, int(form["product_id"]))
+        context = {"customer": customer, "products": products, "product": product,
+                   "values": form, "today": today(),
+                   "cancel_url": self.get_url(".details_view", id=customer_id)}
+        if request.method == "GET" or product is None:
+            return self.render("partners/subscription_form.html", **context)
+        try:
+            args = _subscription_args(form, product)
+            quote = subscriptions.quote_subscription(customer, product, **args)
+        except DomainError as exc:
+            flash(str(exc), "error")
+            return self.render("partners/subscription_form.html", **context)
+        if form.get("step") == "confirm":
+            if form.get("quoted_total") != str(quote.total):
+                flash("The charge changed since the review (the date moved on); check the "
+                      "new amounts and confirm again.", "warning")
+            else:
+                ok, subscription = run_domain(
+                    lambda: subscriptions.add_subscription(
+                        customer, product, **args, auto_renew=form.get("auto_renew") == "y",
+                        actor=current_user),
+                    f"Subscription added for {customer.company_name}.")
+                if ok:
+                    return redirect(url_for("subscription.details_view", id=subscription.id),
+                                    code=303)
+                return self.render("partners/subscription_form.html", **context)
+        return self.render(
+            "partners/quote_review.html", quote=quote, customer=customer,
+            title=f"Review: new subscription to {product.name} for {customer.company_name}",
+            action_url=self.get_url(".subscribe_view", customer_id=customer_id),
+            hidden={**{k: v for k, v in form.items() if k not in ("step", "csrf_token",
+                                                                   "quoted_total")}},
+            back_url=self.get_url(".subscribe_view", customer_id=customer_id,
+                                  **{k: v for k, v in form.items()
+                                     if k not in ("step", "csrf_token", "quoted_total")}),
+            auto_renew=form.get("auto_renew") == "y", confirm_label="Confirm")
+
+
+def _subscription_args(form, product: SubscriptionProduct) -> dict:
+    """Term, start date and quantities typed on the subscription form."""
+    term = (form.get("term_months") or "").strip()
+    if not term.isdigit():
+        raise InvalidInput("Choose a term.")
+    raw_start = (form.get("start_date") or "").strip()
+    try:
+        start = date.fromisoformat(raw_start) if raw_start else None
+    except ValueError as exc:
+        raise InvalidInput(f"'{raw_start}' is not a date; use YYYY-MM-DD.") from exc
+    return {"term_months": int(term), "start_date": start,
+            "inventory": parse_counts(form, [t.code for t in product.certificate_types])}
+
+
+def _transactions_url(customer_id: int) -> str | None:
+    """The customer's Transactions & Refunds page, where the billing pages provide one."""
+    try:
+        from .billing import customer_transactions_url
+    except ImportError:
+        return None
+    return customer_transactions_url(customer_id)
 
 
 class CustomerAdminView(ReadOnlyModelView):
@@ -50,26 +321,121 @@ class CustomerAdminView(ReadOnlyModelView):
     column_formatters = {"customer": link_formatter("customer")}
 
 
+# --------------------------------------------------------------------------- subscriptions
+
+
 class SubscriptionView(ReadOnlyModelView):
     column_list = ("id", "customer", "product", "term_months", "start_date", "end_date",
                    "auto_renew", "status")
     column_details_list = ("id", "customer", "product", "term_months", "start_date",
-                           "end_date", "auto_renew", "status", "inventory", "terms",
-                           "created_at")
+                           "end_date", "auto_renew", "status", "created_at")
     column_filters = ("status", "auto_renew", "term_months", "end_date", "start_date",
                       "product.name", "customer.company_name")
     column_searchable_list = ("customer.company_name",)
-    column_formatters = {
-        "customer": link_formatter("customer"),
-        "inventory": lambda v, c, m, n: ", ".join(
-            f"{i.certificate_type.code}: {i.quantity} now, {i.renewal_quantity} at renewal"
-            for i in m.inventory
-        ),
-        "terms": lambda v, c, m, n: ", ".join(
-            f"{t.start_date.isoformat()} to {t.end_date.isoformat()}" for t in m.terms
-        ),
-    }
-    column_labels = {"term_months": "Term (months)"}
+    column_formatters = {"customer": link_formatter("customer")}
+    column_labels = {"term_months": "Term (months)", "start_date": "Term start",
+                     "end_date": "Term end (exclusive)"}
+    details_template = "partners/subscription_details.html"
+
+    def render(self, template, **kwargs):
+        if template == self.details_template and "model" in kwargs:
+            subscription = kwargs["model"]
+            kwargs["transactions"] = db.session.scalars(
+                select(Transaction).where(Transaction.subscription_id == subscription.id)
+                .order_by(Transaction.created_at.desc(), Transaction.id.desc())).all()
+            kwargs["can_write"] = self.can(Permission.PARTNER_WRITE)
+        return super().render(template, **kwargs)
+
+    def _details_url(self, subscription_id: int) -> str:
+        return self.get_url(".details_view", id=subscription_id)
+
+    @expose("/inventory/<int:subscription_id>/", methods=("GET", "POST"))
+    def inventory_view(self, subscription_id):
+        """Add current inventory: quantities, review of the prorated charge, Confirm."""
+        self.require(Permission.PARTNER_WRITE)
+        subscription = _lookup(Subscription, subscription_id)
+        codes = [t.code for t in subscription.product.certificate_types]
+        context = {"subscription": subscription, "values": request.form,
+                   "cancel_url": self._details_url(subscription_id)}
+        if request.method == "GET":
+            return self.render("partners/inventory_form.html", **context)
+        try:
+            additions = parse_counts(request.form, codes)
+            quote = subscriptions.quote_inventory(subscription, additions)
+        except DomainError as exc:
+            flash(str(exc), "error")
+            return self.render("partners/inventory_form.html", **context)
+        if request.form.get("step") == "confirm":
+            if request.form.get("quoted_total") != str(quote.total):
+                flash("The charge changed since the review (the date moved on); check the "
+                      "new amounts and confirm again.", "warning")
+            else:
+                ok, _ = run_domain(
+                    lambda: subscriptions.add_inventory(subscription, additions,
+                                                        actor=current_user),
+                    "Inventory added; the charge will be on the next invoice.")
+                if ok:
+                    return redirect(self._details_url(subscription_id), code=303)
+                return self.render("partners/inventory_form.html", **context)
+        hidden = {f"qty_{code}": additions[code] for code in codes}
+        return self.render(
+            "partners/quote_review.html", quote=quote, customer=subscription.customer,
+            title=f"Review: add inventory to subscription #{subscription.id}",
+            action_url=self.get_url(".inventory_view", subscription_id=subscription_id),
+            hidden=hidden, back_url=self._details_url(subscription_id), auto_renew=None,
+            confirm_label="Confirm")
+
+    @expose("/renewal/<int:subscription_id>/", methods=("GET", "POST"))
+    def renewal_view(self, subscription_id):
+        """Set the renewal inventory: what the next term holds. Charges nothing now."""
+        self.require(Permission.PARTNER_WRITE)
+        subscription = _lookup(Subscription, subscription_id)
+        codes = [row.certificate_type.code for row in subscription.inventory]
+        if request.method == "POST":
+            try:
+                counts = parse_counts(request.form, codes)
+            except DomainError as exc:
+                flash(str(exc), "error")
+            else:
+                ok, _ = run_domain(
+                    lambda: subscriptions.set_renewal_inventory(subscription, counts,
+                                                                actor=current_user),
+                    "Renewal inventory saved; nothing is charged until the renewal.")
+                if ok:
+                    return redirect(self._details_url(subscription_id), code=303)
+        return self.render("partners/renewal_form.html", subscription=subscription,
+                           values=request.form, cancel_url=self._details_url(subscription_id))
+
+    @expose("/suspend/<int:subscription_id>/", methods=("GET", "POST"))
+    def suspend_view(self, subscription_id):
+        """Confirm, then suspend: no additions and no renewal until enabled."""
+        return self._status_change(
+            subscription_id, subscriptions.suspend_subscription, "Suspend",
+            "It takes no additions and does not renew while suspended. Enabling it again "
+            "restores it as it was.", "Subscription #{id} is suspended.")
+
+    @expose("/enable/<int:subscription_id>/", methods=("GET", "POST"))
+    def enable_view(self, subscription_id):
+        """Confirm, then enable a suspended subscription."""
+        return self._status_change(
+            subscription_id, subscriptions.enable_subscription, "Enable",
+            "It takes additions and renews again, with the inventory it had.",
+            "Subscription #{id} is active again.")
+
+    def _status_change(self, subscription_id, operation, verb, text, done):
+        self.require(Permission.PARTNER_WRITE)
+        subscription = _lookup(Subscription, subscription_id)
+        if request.method == "POST":
+            ok, _ = run_domain(lambda: operation(subscription, actor=current_user),
+                               done.format(id=subscription_id))
+            if ok:
+                return redirect(self._details_url(subscription_id), code=303)
+        return self.render(
+            "partners/confirm.html",
+            title=f"{verb} subscription #{subscription.id} of "
+                  f"{subscription.customer.company_name}",
+            text=text, button=f"{verb} subscription",
+            cancel_url=self._details_url(subscription_id))
 
 
 class InventoryView(ReadOnlyModelView):
@@ -95,3 +461,4 @@ def register(admin, db) -> None:
     admin.add_view(InventoryView(Inventory, db, name="Inventory", category=CATEGORY))
     admin.add_view(SubscriptionTermView(SubscriptionTerm, db, name="Subscription terms",
                                         category=CATEGORY))
+

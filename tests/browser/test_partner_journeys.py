@@ -1,0 +1,103 @@
+"""Partner journeys clicked through in Chromium as staff would."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from dateutil.relativedelta import relativedelta
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from backoffice.models import Customer, CustomerAdmin, Transaction, today
+from tests import factories
+
+pytestmark = pytest.mark.browser
+
+
+def test_support_adds_customer_and_backdated_subscription(appctx, sign_in):
+    with appctx() as session:
+        factories.catalog()
+        session.commit()
+    page = sign_in("support")
+
+    page.get_by_role("link", name="Partners", exact=True).click()
+    page.get_by_role("link", name="Customers", exact=True).click()
+    page.get_by_role("link", name="Create", exact=True).click()
+    page.get_by_label("Company name").fill("Copperleaf Analytics")
+    page.get_by_label("Address 1").fill("44 Canal Street")
+    page.get_by_label("City").fill("Amsterdam")
+    page.get_by_label("Postal code").fill("1012 JS")
+    page.get_by_label("Country").select_option("NL")
+    page.get_by_label("Customer administered").check()
+    page.get_by_label("Customer admin email").fill("it@copperleaf.example")
+    page.get_by_label("Currency").select_option("EUR")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".alert-success, .alert-info").first).to_be_visible()
+
+    with appctx() as session:
+        customer = session.scalar(select(Customer).where(
+            Customer.company_name == "Copperleaf Analytics"))
+        assert [a.email for a in session.scalars(select(CustomerAdmin))] == [
+            "it@copperleaf.example"]
+        customer_id = customer.id
+
+    page.goto(f"/admin/customer/details/?id={customer_id}")
+    page.get_by_role("tab", name="Subscriptions").click()
+    page.get_by_role("link", name="Add subscription").click()
+    page.get_by_label("Product").select_option(label="Business SSL")
+    page.get_by_role("button", name="Choose").click()
+
+    start = today() - timedelta(days=100)
+    page.get_by_label("Term").select_option("12")
+    page.get_by_label("Start date").fill(start.isoformat())
+    page.get_by_label("Auto-renew").check()
+    page.get_by_label("Domain Validated (DV)").fill("10")
+    page.get_by_role("button", name="Review").click()
+
+    end = start + relativedelta(months=12)
+    left, total = (end - today()).days, (end - start).days
+    expected = (2 * 50000 * left + total) // (2 * total)  # 10 DV x 50.00, half-up
+    shown = f"€{expected // 100:,}.{expected % 100:02d}"
+    expect(page.get_by_test_id("quote")).to_contain_text(f"{left} of {total}")
+    expect(page.get_by_test_id("quote-total")).to_have_text(shown)
+    page.get_by_role("button", name="Confirm").click()
+
+    expect(page.get_by_text("Subscription added for Copperleaf Analytics")).to_be_visible()
+    expect(page.get_by_test_id("current-DV")).to_have_text("10")
+    page.get_by_role("link", name="Copperleaf Analytics").first.click()
+    page.get_by_role("tab", name="Transactions & Refunds").click()
+    transactions = page.get_by_test_id("transactions")
+    expect(transactions).to_contain_text("new subscription")
+    expect(transactions).to_contain_text(shown)
+    expect(transactions).to_contain_text(f"DV × 10 ({left}/{total} days)")
+    with appctx() as session:
+        assert session.scalar(select(Transaction.amount)) == expected
+
+
+def test_admin_disables_reseller_then_subscription_is_refused(appctx, sign_in):
+    with appctx() as session:
+        factories.catalog()
+        reseller = factories.reseller("SecureStack Reseller")
+        customer = factories.customer("Granite Energy", reseller=reseller)
+        session.commit()
+        reseller_id, customer_id = reseller.id, customer.id
+    page = sign_in("admin")
+    page.goto(f"/admin/reseller/details/?id={reseller_id}")
+    page.get_by_role("link", name="Disable reseller").click()
+    impact = page.get_by_test_id("impact")
+    expect(impact).to_contain_text("Customers")
+    expect(impact.locator("tr").first).to_contain_text("1")
+    page.get_by_label("Reason").fill("Contract terminated")
+    page.get_by_role("button", name="Disable reseller").click()
+    expect(page.get_by_test_id("reseller-disabled")).to_contain_text("Contract terminated")
+
+    page.goto(f"/admin/customer/subscribe/{customer_id}/")
+    page.get_by_label("Product").select_option(label="Business SSL")
+    page.get_by_role("button", name="Choose").click()
+    page.get_by_label("Domain Validated (DV)").fill("5")
+    page.get_by_role("button", name="Review").click()
+    expect(page.locator(".alert-danger")).to_contain_text(
+        "Granite Energy is managed by SecureStack Reseller, which is disabled")
+    with appctx() as session:
+        assert session.scalar(select(Transaction.id)) is None

@@ -1,0 +1,322 @@
+"""Partner subscriptions: term dates, backdating, proration, inventory, suspend/enable."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+import time_machine
+from sqlalchemy import func, select
+
+from backoffice import partners, subscriptions
+from backoffice.errors import Conflict, DomainError, InvalidInput
+from backoffice.models import (
+    AuditEvent,
+    Subscription,
+    SubscriptionStatus,
+    SubscriptionTerm,
+    Transaction,
+    TransactionLine,
+    TransactionReason,
+)
+from tests import factories
+
+
+def at(day: date):
+    """Freeze the clock at noon UTC of ``day``."""
+    return time_machine.travel(datetime(day.year, day.month, day.day, 12, tzinfo=UTC),
+                               tick=False)
+
+
+@pytest.fixture
+def product(ctx):
+    return factories.catalog()
+
+
+@pytest.fixture
+def customer(ctx):
+    return factories.customer()
+
+
+def count(session, model):
+    return session.scalar(select(func.count()).select_from(model))
+
+
+# --------------------------------------------------------------------------- term dates
+
+
+@pytest.mark.parametrize(("today", "term", "earliest"), [
+    (date(2026, 11, 22), 12, date(2025, 11, 23)),
+    (date(2026, 11, 22), 24, date(2024, 11, 23)),
+    (date(2026, 11, 22), 36, date(2023, 11, 23)),
+    # month end: 2025-02-28 + 12 months ends on 2026-02-28 (today), so it is refused
+    (date(2026, 2, 28), 12, date(2025, 3, 1)),
+    # a leap-day start ends on Feb 28 two years later: on that day it is refused
+    (date(2026, 2, 28), 24, date(2024, 3, 1)),
+    (date(2026, 2, 27), 24, date(2024, 2, 28)),
+    # today is a leap day
+    (date(2028, 2, 29), 12, date(2027, 3, 1)),
+    (date(2028, 2, 29), 36, date(2025, 3, 1)),
+])
+def test_earliest_start_leaves_exactly_one_day(ctx, product, customer, today, term, earliest):
+    with at(today):
+        assert subscriptions.earliest_start(term) == earliest
+        quote = subscriptions.quote_subscription(customer, product, term_months=term,
+                                                 inventory={"DV": 1}, start_date=earliest)
+        assert quote.end_date > today
+        assert quote.lines[0].days_charged == (quote.end_date - today).days >= 1
+        one_day_before = date.fromordinal(earliest.toordinal() - 1)
+        with pytest.raises(InvalidInput, match=f"earliest start date allowed today is "
+                                               f"{earliest.isoformat()}"):
+            subscriptions.quote_subscription(customer, product, term_months=term,
+                                             inventory={"DV": 1}, start_date=one_day_before)
+
+
+def test_leap_day_start_runs_to_february_28(ctx, product, customer):
+    with at(date(2026, 2, 27)):
+        sub = subscriptions.add_subscription(customer, product, term_months=24,
+                                             inventory={"DV": 1}, start_date=date(2024, 2, 29),
+                                             actor=None)
+    assert (sub.start_date, sub.end_date) == (date(2024, 2, 29), date(2026, 2, 28))
+
+
+def test_month_end_start_keeps_month_end(ctx, product, customer):
+    with at(date(2026, 8, 30)):
+        sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                             inventory={"DV": 1}, start_date=date(2025, 8, 31),
+                                             actor=None)
+        assert sub.end_date == date(2026, 8, 31)
+        line = ctx.scalar(select(TransactionLine))
+        assert (line.days_charged, line.days_in_term) == (1, 365)
+        assert line.amount == 14  # 50.00 x 1/365 = 0.137 -> 0.14
+
+
+def test_start_in_the_future_is_refused(ctx, product, customer):
+    with at(date(2026, 11, 22)), pytest.raises(InvalidInput, match="in the future"):
+        subscriptions.quote_subscription(customer, product, term_months=12,
+                                         inventory={"DV": 1}, start_date=date(2026, 11, 23))
+
+
+def test_start_defaults_to_today_and_is_not_prorated(ctx, product, customer):
+    with at(date(2026, 11, 22)):
+        sub = subscriptions.add_subscription(customer, product, term_months=24,
+                                             inventory={"DV": 2, "OV": 1}, actor=None)
+    assert (sub.start_date, sub.end_date) == (date(2026, 11, 22), date(2028, 11, 22))
+    charge = ctx.scalar(select(Transaction))
+    # 2 DV x 50.00 x 2 years + 1 OV x 120.00 x 2 years
+    assert charge.amount == 2 * 5000 * 2 + 12000 * 2
+    assert {(line.days_charged == line.days_in_term) for line in charge.lines} == {True}
+
+
+# --------------------------------------------------------------------------- the worked examples
+
+
+def test_backdated_subscription_is_prorated_by_days_left(ctx, product, customer):
+    """DESIGN.md: 12 months from 2026-06-01, added 2026-11-22, 10 DV at 50.00 -> 261.64."""
+    with at(date(2026, 11, 22)):
+        quote = subscriptions.quote_subscription(customer, product, term_months=12,
+                                                 inventory={"DV": 10},
+                                                 start_date=date(2026, 6, 1))
+        assert [(ln.code, ln.full_amount, ln.days_charged, ln.days_in_term, ln.amount)
+                for ln in quote.lines] == [("DV", 50000, 191, 365, 26164)]
+        assert count(ctx, Transaction) == 0  # quoting writes nothing
+        sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                             inventory={"DV": 10}, start_date=date(2026, 6, 1),
+                                             auto_renew=True, actor=None)
+    charge = ctx.scalar(select(Transaction))
+    assert (charge.reason, charge.amount, charge.currency) == (
+        TransactionReason.NEW_SUBSCRIPTION, 26164, "USD")
+    assert [(t.start_date, t.end_date) for t in sub.terms] == [(date(2026, 6, 1),
+                                                                 date(2027, 6, 1))]
+    inventory = {i.certificate_type.code: (i.quantity, i.renewal_quantity)
+                 for i in sub.inventory}
+    assert inventory == {"DV": (10, 10), "OV": (0, 0), "EV": (0, 0)}
+
+
+def test_inventory_added_mid_term_is_prorated(ctx, product, customer):
+    """DESIGN.md: same subscription, 3 OV at 120.00 added 2027-01-15 -> 135.12."""
+    with at(date(2026, 11, 22)):
+        sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                             inventory={"DV": 10}, start_date=date(2026, 6, 1),
+                                             actor=None)
+    with at(date(2027, 1, 15)):
+        quote = subscriptions.quote_inventory(sub, {"OV": 3})
+        assert quote.total == 13512
+        added = subscriptions.add_inventory(sub, {"OV": 3}, actor=None)
+    assert (added.reason, added.amount) == (TransactionReason.INVENTORY_ADDED, 13512)
+    assert (added.lines[0].days_charged, added.lines[0].days_in_term) == (137, 365)
+    ov = next(i for i in sub.inventory if i.certificate_type.code == "OV")
+    assert (ov.quantity, ov.renewal_quantity) == (3, 0)  # renewal inventory is separate
+
+
+def test_half_cent_rounds_up(ctx, customer):
+    """183 cents a year over a 366-day term with 1 day left is exactly half a cent."""
+    subscriptions.create_certificate_type(code="HALF", name="Half", yearly_price=183)
+    product = subscriptions.create_product(name="Half", certificate_types=["HALF"],
+                                           terms_months=[12])
+    with at(date(2028, 2, 29)):  # term 2027-03-01 .. 2028-03-01 has 366 days, 1 left
+        quote = subscriptions.quote_subscription(customer, product, term_months=12,
+                                                 inventory={"HALF": 1},
+                                                 start_date=date(2027, 3, 1))
+    assert (quote.lines[0].days_charged, quote.lines[0].days_in_term) == (1, 366)
+    assert quote.total == 1  # 0.5 cent -> 1 cent; banker's rounding would give 0
+    with at(date(2028, 2, 25)):  # 5 days left: 2.5 -> 3
+        quote = subscriptions.quote_subscription(customer, product, term_months=12,
+                                                 inventory={"HALF": 1},
+                                                 start_date=date(2027, 3, 1))
+    assert quote.total == 3
+
+
+def test_large_amounts_stay_exact(ctx, customer):
+    """A price and quantity far beyond float precision come out to the exact cent."""
+    yearly = 99_999_999_99  # 99,999,999.99 a year
+    subscriptions.create_certificate_type(code="BIG", name="Big", yearly_price=yearly)
+    product = subscriptions.create_product(name="Big", certificate_types=["BIG"],
+                                           terms_months=[36])
+    quantity = 1_000_003
+    with at(date(2026, 11, 22)):
+        quote = subscriptions.quote_subscription(customer, product, term_months=36,
+                                                 inventory={"BIG": quantity},
+                                                 start_date=date(2025, 1, 31))
+    line = quote.lines[0]
+    full = yearly * quantity * 3
+    assert line.full_amount == full
+    left, total = line.days_charged, line.days_in_term
+    expected = (2 * full * left + total) // (2 * total)  # integer half-up
+    assert line.amount == expected
+    assert float(full) * left / total != expected  # a float would be off here
+
+
+# --------------------------------------------------------------------------- additions
+
+
+def test_addition_on_the_last_day_charges_one_day(ctx, product, customer):
+    with at(date(2026, 6, 1)):
+        sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                             inventory={"DV": 1}, actor=None)
+    with at(date(2027, 5, 31)):
+        quote = subscriptions.quote_inventory(sub, {"EV": 2})
+        assert (quote.lines[0].days_charged, quote.lines[0].days_in_term) == (1, 365)
+        assert quote.total == 136  # 498.00 x 1/365 = 1.364 -> 1.36
+    with at(date(2027, 6, 1)), pytest.raises(Conflict, match="term ended on 2027-06-01"):
+        subscriptions.add_inventory(sub, {"EV": 2}, actor=None)
+
+
+def test_addition_to_a_suspended_subscription_is_refused(ctx, product, customer):
+    sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                         inventory={"DV": 1}, actor=None)
+    subscriptions.suspend_subscription(sub, actor=None)
+    before = count(ctx, Transaction)
+    with pytest.raises(Conflict, match="suspended"):
+        subscriptions.add_inventory(sub, {"DV": 1}, actor=None)
+    assert count(ctx, Transaction) == before
+    subscriptions.enable_subscription(sub, actor=None)
+    assert sub.status == SubscriptionStatus.ACTIVE
+    subscriptions.add_inventory(sub, {"DV": 1}, actor=None)
+    assert {i.certificate_type.code: i.quantity for i in sub.inventory}["DV"] == 2
+
+
+def test_suspend_and_enable_restore_the_subscription_as_it_was(ctx, product, customer):
+    sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                         inventory={"DV": 4, "OV": 2}, auto_renew=True,
+                                         actor=None)
+    subscriptions.set_renewal_inventory(sub, {"DV": 6}, actor=None)
+    snapshot = (sub.start_date, sub.end_date, sub.auto_renew,
+                sorted((i.certificate_type.code, i.quantity, i.renewal_quantity)
+                       for i in sub.inventory))
+    subscriptions.suspend_subscription(sub, actor=None)
+    with pytest.raises(Conflict):
+        subscriptions.suspend_subscription(sub, actor=None)
+    subscriptions.enable_subscription(sub, actor=None)
+    assert (sub.start_date, sub.end_date, sub.auto_renew,
+            sorted((i.certificate_type.code, i.quantity, i.renewal_quantity)
+                   for i in sub.inventory)) == snapshot
+    actions = ctx.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)).all()
+    assert actions[-2:] == ["subscription.suspend", "subscription.enable"]
+
+
+def test_renewal_inventory_charges_nothing(ctx, product, customer):
+    sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                         inventory={"DV": 4}, actor=None)
+    before = count(ctx, Transaction)
+    subscriptions.set_renewal_inventory(sub, {"DV": 1, "EV": 3}, actor=None)
+    assert count(ctx, Transaction) == before
+    assert {i.certificate_type.code: (i.quantity, i.renewal_quantity)
+            for i in sub.inventory} == {"DV": (4, 1), "OV": (0, 0), "EV": (0, 3)}
+    with pytest.raises(InvalidInput, match="does not include"):
+        subscriptions.set_renewal_inventory(sub, {"XX": 1}, actor=None)
+
+
+@pytest.mark.parametrize("bad", [{"DV": -1}, {"DV": 1.5}, {"DV": "2"}, {"DV": True}, {},
+                                 {"DV": 0}, {"NOPE": 1}])
+def test_quantities_must_be_whole_non_negative_and_offered(ctx, product, customer, bad):
+    with pytest.raises(InvalidInput):
+        subscriptions.quote_subscription(customer, product, term_months=12, inventory=bad)
+
+
+def test_term_not_offered_by_the_product_is_refused(ctx, product, customer):
+    with pytest.raises(InvalidInput, match="sold for 12, 24, 36 months, not 18"):
+        subscriptions.quote_subscription(customer, product, term_months=18,
+                                         inventory={"DV": 1})
+
+
+# --------------------------------------------------------------------------- resellers
+
+
+def test_disabled_reseller_stops_new_subscriptions_and_additions(ctx, product):
+    reseller = factories.reseller()
+    customer = factories.customer(reseller=reseller)
+    sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                         inventory={"DV": 1}, actor=None)
+    impact = partners.reseller_impact(reseller)
+    assert (impact["customers"], impact["active_subscriptions"]) == (1, 1)
+    partners.disable_reseller(reseller, reason="Unpaid invoices", actor=None)
+    rows = (count(ctx, Subscription), count(ctx, Transaction), count(ctx, SubscriptionTerm))
+    with pytest.raises(Conflict, match="CertHub Partners, which is disabled"):
+        subscriptions.add_subscription(customer, product, term_months=12,
+                                       inventory={"DV": 1}, actor=None)
+    with pytest.raises(Conflict, match="disabled"):
+        subscriptions.add_inventory(sub, {"DV": 1}, actor=None)
+    assert (count(ctx, Subscription), count(ctx, Transaction),
+            count(ctx, SubscriptionTerm)) == rows
+    partners.enable_reseller(reseller, actor=None)
+    subscriptions.add_inventory(sub, {"DV": 1}, actor=None)
+
+
+def test_disabling_needs_a_reason_and_happens_once(ctx):
+    reseller = factories.reseller()
+    with pytest.raises(InvalidInput, match="reason"):
+        partners.disable_reseller(reseller, reason="  ", actor=None)
+    partners.disable_reseller(reseller, reason="Contract ended", actor=None)
+    with pytest.raises(Conflict, match="already disabled"):
+        partners.disable_reseller(reseller, reason="again", actor=None)
+
+
+def test_every_verb_writes_its_audit_event(ctx, product):
+    reseller = factories.reseller()
+    customer = factories.customer(reseller=reseller)
+    sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                         inventory={"DV": 1}, actor=None)
+    subscriptions.add_inventory(sub, {"OV": 1}, actor=None)
+    subscriptions.set_renewal_inventory(sub, {"OV": 1}, actor=None)
+    subscriptions.suspend_subscription(sub, actor=None)
+    subscriptions.enable_subscription(sub, actor=None)
+    partners.update_customer(customer, city="Munich", actor=None)
+    partners.disable_reseller(reseller, reason="Audit", actor=None)
+    partners.enable_reseller(reseller, actor=None)
+    actions = set(ctx.scalars(select(AuditEvent.action)))
+    assert {"reseller.create", "customer.create", "subscription.create",
+            "subscription.inventory_add", "subscription.renewal_inventory",
+            "subscription.suspend", "subscription.enable", "customer.update",
+            "reseller.disable", "reseller.enable"} <= actions
+
+
+def test_a_refused_operation_writes_nothing(ctx, product, customer):
+    ctx.commit()
+    before = (count(ctx, Subscription), count(ctx, AuditEvent), count(ctx, Transaction))
+    with pytest.raises(DomainError):
+        subscriptions.add_subscription(customer, product, term_months=12,
+                                       inventory={"DV": 1, "XX": 2}, actor=None)
+    ctx.rollback()
+    assert (count(ctx, Subscription), count(ctx, AuditEvent),
+            count(ctx, Transaction)) == before
