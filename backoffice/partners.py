@@ -109,13 +109,18 @@ def enable_reseller(reseller: Reseller, *, actor) -> None:
 
 def ensure_reseller_active(customer: Customer) -> None:
     """Refuse when the customer's reseller is disabled; locks the reseller row meanwhile."""
-    if customer.reseller_id is None:
-        return
-    reseller = lock(Reseller, customer.reseller_id, "Reseller")
-    if reseller.status == ResellerStatus.DISABLED:
-        raise Conflict(
+    if customer.reseller_id is not None:
+        _require_active(customer.reseller_id, lambda reseller: (
             f"{customer.company_name} is managed by {reseller.company_name}, which is "
-            "disabled: no new subscriptions or additions until an admin enables it again.")
+            "disabled: no new subscriptions or additions until an admin enables it again."))
+
+
+def _require_active(reseller_id: int, refusal) -> Reseller:
+    """Lock the reseller; raise Conflict(refusal(reseller)) when it is disabled."""
+    reseller = lock(Reseller, reseller_id, "Reseller")
+    if reseller.status == ResellerStatus.DISABLED:
+        raise Conflict(refusal(reseller))
+    return reseller
 
 
 # --------------------------------------------------------------------------- customers
@@ -139,7 +144,7 @@ def create_customer(*, company_name, address1, city, postal_code, country,
     elif (customer_admin_email or "").strip():
         admin_email = normalize_email(customer_admin_email)
     if reseller is not None:
-        ensure_reseller_active_for(reseller)
+        _require_active(reseller.id, _no_new_customers)
     customer = Customer(**fields, administrative_responsibility=responsibility,
                         customer_admin_email=admin_email, reseller=reseller,
                         currency=currency_code(currency), created_at=utcnow())
@@ -156,11 +161,8 @@ def create_customer(*, company_name, address1, city, postal_code, country,
     return customer
 
 
-def ensure_reseller_active_for(reseller: Reseller) -> None:
-    """Refuse to add customers under a disabled reseller."""
-    reseller = lock(Reseller, reseller.id, "Reseller")
-    if reseller.status == ResellerStatus.DISABLED:
-        raise Conflict(f"{reseller.company_name} is disabled; it cannot take new customers.")
+def _no_new_customers(reseller: Reseller) -> str:
+    return f"{reseller.company_name} is disabled; it cannot take new customers."
 
 
 #: fields update_customer may change; administrative responsibility is not among them
@@ -187,7 +189,7 @@ def update_customer(customer: Customer, *, actor, **fields) -> Customer:
     if "reseller" in fields and fields["reseller"] is not customer.reseller:
         new = fields["reseller"]
         if new is not None:
-            ensure_reseller_active_for(new)
+            _require_active(new.id, _no_new_customers)
         changes["reseller"] = {"from": customer.reseller_id, "to": new.id if new else None}
         customer.reseller = new
     if "customer_admin_email" in fields:
