@@ -29,6 +29,8 @@ def test_admin_signs_in_and_opens_every_menu_area(appctx, sign_in):
     expect(page.get_by_test_id("whoami")).to_contain_text("admin@staff.test")
     for category, items in MENU.items():
         for item in items:
+            # The menu is a Bootstrap dropdown: its script must have run before it opens.
+            page.wait_for_load_state("load")
             page.get_by_role("link", name=category, exact=True).click()
             page.get_by_role("link", name=item, exact=True).click()
             expect(page.locator("h4").first).to_contain_text(item)
