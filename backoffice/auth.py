@@ -224,7 +224,10 @@ def _safe_next(target: str | None) -> str:
     """Only follow a ``next`` that stays on this site."""
     if target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/"):
+        # Browsers read "//host", "/\\host" and control characters as another site.
+        local = (target.startswith("/") and not target.startswith("//")
+                 and "\\" not in target and not any(ord(c) < 32 for c in target))
+        if local and not parts.scheme and not parts.netloc:
             return target
     return url_for("admin.index")
 

@@ -11,6 +11,7 @@ import sys
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
 from . import auth
@@ -41,6 +42,7 @@ def _fail(message: str) -> None:
               show_default=True)
 @click.option("--name", default="", help="Display name (defaults to the email's local part).")
 @click.option("--generate", is_flag=True, help="Generate a password and print it once.")
+@with_appcontext
 def create_staff_command(email: str, role: str, name: str, generate: bool) -> None:
     """Create a staff account; prompts for a password unless --generate is given."""
     if generate or not sys.stdin.isatty():
@@ -62,6 +64,7 @@ def create_staff_command(email: str, role: str, name: str, generate: bool) -> No
 
 @click.command("seed-demo")
 @click.option("--profiles", default=300, show_default=True, help="How many storefront profiles.")
+@with_appcontext
 def seed_demo_command(profiles: int) -> None:
     """Fill the database with believable demo data; running it again adds nothing."""
     from .demo import seed
@@ -80,6 +83,7 @@ def seed_demo_command(profiles: int) -> None:
 @click.command("bootstrap")
 @click.option("--admin-email", default="admin@example.com", show_default=True)
 @click.option("--demo/--no-demo", default=True, show_default=True)
+@with_appcontext
 def bootstrap_command(admin_email: str, demo: bool) -> None:
     """First start: seed demo data when empty and create a first admin, printing its login."""
     from .demo import seed
@@ -110,6 +114,7 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
+@with_appcontext
 def audit_verify_command() -> None:
     """Check the audit chain; exits 1 and names each break when it was tampered with."""
     problems = verify_chain()
@@ -126,6 +131,7 @@ def jobs_group() -> None:
 
 
 @jobs_group.command("list")
+@with_appcontext
 def jobs_list_command() -> None:
     """List every job and its schedule."""
     from .jobs import registry
@@ -136,6 +142,7 @@ def jobs_list_command() -> None:
 
 @jobs_group.command("run-once")
 @click.argument("name")
+@with_appcontext
 def jobs_run_once_command(name: str) -> None:
     """Run one job now, under its lease, and print what it did."""
     from .jobs import registry, run_job
@@ -151,6 +158,7 @@ def jobs_run_once_command(name: str) -> None:
 
 
 @jobs_group.command("run")
+@with_appcontext
 def jobs_run_command() -> None:
     """Run the scheduler in this process (production: one such process beside the web)."""
     from apscheduler.schedulers.blocking import BlockingScheduler

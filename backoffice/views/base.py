@@ -200,7 +200,8 @@ class DomainModelView(ReadOnlyModelView):
 
     def _handle_view(self, name, **kwargs):
         response = super()._handle_view(name, **kwargs)
-        writing = name in ("create_view", "edit_view", "delete_view")
+        # Flask-Admin would skip a disallowed action with a redirect; say "forbidden" instead.
+        writing = name in ("create_view", "edit_view", "delete_view", "action_view")
         if response is None and writing and not self._may_write():
             abort(403)
         return response

@@ -89,6 +89,8 @@ class StaffUserView(DomainModelView):
 
     def _each_selected(self, ids, operation, message):
         self.require(Permission.STAFF_WRITE)
+        # row ids arrive as strings; PostgreSQL will not compare them with an integer column
+        ids = [int(i) for i in ids if str(i).isdigit()]
         users = db.session.scalars(select(StaffUser).where(StaffUser.id.in_(ids))).all()
 
         def apply():
