@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from . import audit
-from .errors import Conflict, InvalidInput, NotFound
+from .auth import Permission, has_permission
+from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from .extensions import db
 from .locks import lock
 from .models import (
@@ -42,6 +43,12 @@ BILLING_REQUIRED = {"name": "name", "address1": "address", "city": "city",
 BILLING_OPTIONAL = ("company", "address2", "state", "vat_number", "email")
 
 ACME_DIRECTORY_URL = "https://acme.sectigo.example/v2/{code}"
+
+
+def _require(actor, permission: Permission, doing: str) -> None:
+    """Refuse a staff actor without ``permission``; None (storefront, seeder, job) passes."""
+    if actor is not None and not has_permission(actor, permission):
+        raise PermissionDenied(f"Your role cannot {doing}; ask an admin.")
 
 
 # --------------------------------------------------------------------------- profiles
@@ -176,9 +183,13 @@ def pay_order(order: Order, *, payer: Profile, method: str, actor=None) -> Order
     if order.status != OrderStatus.AWAITING_PAYMENT:
         raise Conflict(f"Order {order.number} is {order.status.value.replace('_', ' ')}; "
                        "only orders awaiting payment can be paid.")
+    entry = None
     if method == PaymentMethod.PREPAID_CREDIT:
-        _post_credit(payer, -order.total, CreditKind.ORDER_PAYMENT, actor=actor, order=order,
-                     memo=f"Payment of order {order.number}")
+        if payer.currency != order.currency:
+            raise Conflict(f"Order {order.number} is in {order.currency} but the credit of "
+                           f"{payer.email} is in {payer.currency}; pay by card instead.")
+        entry = _post_credit(payer, -order.total, CreditKind.ORDER_PAYMENT, actor=actor,
+                             order=order, memo=f"Payment of order {order.number}")
     order.status = OrderStatus.PAID
     order.paid_by_id = payer.id
     order.payment_method = method
@@ -186,7 +197,8 @@ def pay_order(order: Order, *, payer: Profile, method: str, actor=None) -> Order
     db.session.flush()
     audit.record(actor, "order.pay", order,
                  {"number": order.number, "payer": payer.email, "method": method.value,
-                  "amount": order.total},
+                  "amount": order.total, "placed_by": order.placed_by.email,
+                  "credit_entry_id": entry.id if entry is not None else None},
                  actor_label=None if actor else f"storefront:{payer.email}")
     return order
 
@@ -197,9 +209,16 @@ def visible_orders(profile: Profile) -> list[Order]:
     Derived from membership at query time, so orders from before a link are included.
     """
     if profile.organization_id is None:
-        members = select(Profile.id).where(Profile.id == profile.id)
-    else:
-        members = select(Profile.id).where(Profile.organization_id == profile.organization_id)
+        return _orders_of(select(Profile.id).where(Profile.id == profile.id))
+    return organization_orders(profile.organization)
+
+
+def organization_orders(organization: Organization) -> list[Order]:
+    """Every order placed or paid by any current member of the organization, newest first."""
+    return _orders_of(select(Profile.id).where(Profile.organization_id == organization.id))
+
+
+def _orders_of(members) -> list[Order]:
     return list(db.session.scalars(
         select(Order)
         .where(or_(Order.placed_by_id.in_(members), Order.paid_by_id.in_(members)))
@@ -215,6 +234,7 @@ def upgrade_to_corporate(profile: Profile, *, organization_name: str, actor) -> 
 
     Its orders and history stay exactly as they were.
     """
+    _require(actor, Permission.CORPORATE_WRITE, "set up corporate accounts")
     name = (organization_name or "").strip()
     if not name:
         raise InvalidInput("Give the organization a name.")
@@ -235,9 +255,14 @@ def upgrade_to_corporate(profile: Profile, *, organization_name: str, actor) -> 
 
 def link_profile(organization: Organization, profile: Profile, *, actor) -> None:
     """Add a profile to an organization as a secondary user; it keeps its own login."""
+    _require(actor, Permission.CORPORATE_WRITE, "link profiles to organizations")
+    organization = lock(Organization, organization.id, "Organization")
     profile = lock(Profile, profile.id, "Profile")
     if profile.organization_id == organization.id:
         raise Conflict(f"{profile.email} is already linked to {organization.name}.")
+    if profile.org_role == OrgRole.MAIN:
+        raise Conflict(f"{profile.email} is the main contact of {profile.organization.name} "
+                       "and cannot join another organization.")
     if profile.organization_id is not None:
         raise Conflict(f"{profile.email} already belongs to {profile.organization.name}; "
                        "an admin must unlink it first.")
@@ -252,6 +277,7 @@ def link_profile(organization: Organization, profile: Profile, *, actor) -> None
 
 def unlink_profile(profile: Profile, *, reason: str, actor) -> None:
     """Take a secondary user out of its organization (admins, with a reason)."""
+    _require(actor, Permission.PROFILE_UNLINK, "unlink profiles")
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("Unlinking needs a reason.")
@@ -272,12 +298,20 @@ def unlink_profile(profile: Profile, *, reason: str, actor) -> None:
 
 
 def submit_corporate_request(
-    *, organization_name: str, main_contact_email: str, secondary_emails: list[str]
+    *, organization_name: str, main_contact_email: str, secondary_emails: list[str],
+    actor=None,
 ) -> CorporateRequest:
-    """Record a request to set up a corporate account (from a customer, entered by staff)."""
+    """Record a request to set up a corporate account (from a customer, or entered by staff).
+
+    Addresses are checked and lower-cased; duplicates and the main contact's own address
+    are dropped from the secondary list.
+    """
+    _require(actor, Permission.CORPORATE_WRITE, "enter corporate requests")
     name = (organization_name or "").strip()
     if not name:
         raise InvalidInput("The request needs an organization name.")
+    if len(name) > 200:
+        raise InvalidInput("The organization name must be at most 200 characters.")
     main = normalize_email(main_contact_email)
     secondaries: list[str] = []
     for raw in secondary_emails or []:
@@ -290,14 +324,18 @@ def submit_corporate_request(
                                created_at=utcnow())
     db.session.add(request)
     db.session.flush()
-    audit.record(None, "corporate_request.submit", request,
+    audit.record(actor, "corporate_request.submit", request,
                  {"organization": name, "main": main, "secondary": secondaries},
-                 actor_label=f"customer:{main}")
+                 actor_label=None if actor is not None else f"customer:{main}")
     return request
 
 
 def request_matches(request: CorporateRequest) -> dict:
-    """Which emails of a request have a profile, and which do not."""
+    """Which emails of a request have a profile, and which do not.
+
+    ``profiles`` maps each known email to its profile; ``unknown`` lists the others in the
+    request's order (main contact first).
+    """
     emails = [request.main_contact_email, *request.secondary_emails]
     profiles = {p.email: p for p in db.session.scalars(
         select(Profile).where(Profile.email.in_(emails)))}
@@ -309,8 +347,10 @@ def complete_corporate_request(request: CorporateRequest, *, actor) -> Organizat
     """Set up the organization a request asks for and link every listed profile that exists.
 
     The main contact's profile must exist. Emails with no profile are reported in the
-    outcome, never invented. A confirmation email to the main contact is queued.
+    outcome, never invented. A confirmation email to the main contact is queued. Nothing
+    changes unless every existing profile can be linked.
     """
+    _require(actor, Permission.CORPORATE_WRITE, "complete corporate requests")
     request = lock(CorporateRequest, request.id, "Corporate request")
     if request.status != RequestStatus.OPEN:
         raise Conflict(f"Request #{request.id} is already {request.status.value}.")
@@ -322,10 +362,14 @@ def complete_corporate_request(request: CorporateRequest, *, actor) -> Organizat
     # Lock every profile up front, in id order, before any change.
     for profile in sorted(matches["profiles"].values(), key=lambda p: p.id):
         lock(Profile, profile.id, "Profile")
+    if main.organization_id is not None and main.org_role != OrgRole.MAIN:
+        raise Conflict(f"Cannot complete: the main contact {main.email} is a secondary user "
+                       f"of {main.organization.name}.")
+    target_id = main.organization_id
     conflicts = [
         f"{p.email} already belongs to {p.organization.name}"
         for p in matches["profiles"].values()
-        if p.organization_id is not None and not (p is main and p.org_role == OrgRole.MAIN)
+        if p is not main and p.organization_id is not None and p.organization_id != target_id
     ]
     if conflicts:
         raise Conflict("Cannot complete: " + "; ".join(conflicts) + ".")
@@ -334,10 +378,14 @@ def complete_corporate_request(request: CorporateRequest, *, actor) -> Organizat
     else:
         organization = upgrade_to_corporate(main, organization_name=request.organization_name,
                                             actor=actor)
-    linked = []
+    linked, already = [], []
     for email in request.secondary_emails:
         profile = matches["profiles"].get(email)
-        if profile is not None:
+        if profile is None:
+            continue
+        if profile.organization_id == organization.id:
+            already.append(email)
+        else:
             link_profile(organization, profile, actor=actor)
             linked.append(email)
     unknown = [e for e in matches["unknown"] if e != request.main_contact_email]
@@ -346,12 +394,14 @@ def complete_corporate_request(request: CorporateRequest, *, actor) -> Organizat
     request.processed_by_id = actor.id if actor is not None else None
     request.processed_at = utcnow()
     request.outcome = (f"Linked: {', '.join(linked) or 'none'}. "
-                       f"No profile for: {', '.join(unknown) or 'none'}.")
+                       + (f"Already linked: {', '.join(already)}. " if already else "")
+                       + f"No profile for: {', '.join(unknown) or 'none'}.")
     db.session.add(OutboxEmail(
         to=main.email,
         subject=f"Your corporate account {organization.name} is ready",
         body=(f"Hello {main.name},\n\nYour corporate account {organization.name} is set up "
-              f"with you as main contact.\nLinked users: {', '.join(linked) or 'none'}.\n"
+              f"with you as main contact.\nLinked users: {', '.join(linked + already) or 'none'}."
+              "\n"
               + (f"These addresses have no account yet and were not linked: "
                  f"{', '.join(unknown)}.\n" if unknown else "")
               + "\nEvery linked user now sees the orders of the whole organization.\n"),
@@ -359,12 +409,14 @@ def complete_corporate_request(request: CorporateRequest, *, actor) -> Organizat
     ))
     db.session.flush()
     audit.record(actor, "corporate_request.complete", request,
-                 {"organization_id": organization.id, "linked": linked, "unknown": unknown})
+                 {"organization_id": organization.id, "linked": linked,
+                  "already_linked": already, "unknown": unknown})
     return organization
 
 
 def reject_corporate_request(request: CorporateRequest, *, reason: str, actor) -> None:
     """Close a request without linking anything; the reason is kept."""
+    _require(actor, Permission.CORPORATE_WRITE, "reject corporate requests")
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("Rejecting a request needs a reason.")
@@ -375,6 +427,7 @@ def reject_corporate_request(request: CorporateRequest, *, reason: str, actor) -
     request.processed_by_id = actor.id if actor is not None else None
     request.processed_at = utcnow()
     request.outcome = f"Rejected: {reason}"
+    db.session.flush()
     audit.record(actor, "corporate_request.reject", request, {"reason": reason})
 
 
@@ -384,29 +437,42 @@ def reject_corporate_request(request: CorporateRequest, *, reason: str, actor) -
 def add_credit(profile: Profile, amount: int, *, memo: str, actor) -> CreditEntry:
     """Add (positive) or remove (negative) prepaid credit; never below zero.
 
-    With an actor this is a staff adjustment and needs a memo; without, a storefront top-up.
+    With an actor this is a staff adjustment (finance, admins) and needs a memo; without,
+    a storefront top-up. The credit is the profile's own, also inside an organization.
     """
+    _require(actor, Permission.CREDIT_ADJUST, "adjust prepaid credit")
     if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
         raise InvalidInput("The amount must be a non-zero whole number of minor units.")
     memo = (memo or "").strip()
     if actor is not None and not memo:
         raise InvalidInput("A credit adjustment needs a memo saying why.")
+    if len(memo) > 500:
+        raise InvalidInput("The memo must be at most 500 characters.")
     if actor is None and amount < 0:
         raise InvalidInput("Only staff adjustments can remove credit.")
     kind = CreditKind.ADJUSTMENT if actor is not None else CreditKind.TOP_UP
-    return _post_credit(profile, amount, kind, actor=actor, memo=memo)
+    entry = _post_credit(profile, amount, kind, actor=actor, memo=memo)
+    audit.record(actor, f"credit.{kind.value}", entry.profile,
+                 {"amount": amount, "balance_after": entry.balance_after, "memo": memo,
+                  "entry_id": entry.id},
+                 actor_label=None if actor else f"storefront:{entry.profile.email}")
+    return entry
 
 
 def _post_credit(profile: Profile, amount: int, kind: CreditKind, *, actor, memo: str = "",
                  order: Order | None = None,
                  legacy_account: LegacyAccount | None = None) -> CreditEntry:
-    """Write one ledger entry and move the balance with it, under the profile's row lock."""
+    """Write one ledger entry and move the balance with it, under the profile's row lock.
+
+    The caller writes the audit event of the operation the entry belongs to.
+    """
     profile = lock(Profile, profile.id, "Profile")
     new_balance = profile.credit_balance + amount
     if new_balance < 0:
         raise Conflict(
-            f"{profile.email} has {format_money(profile.credit_balance, profile.currency)} "
-            f"of credit; {format_money(-amount, profile.currency)} is more than that.")
+            f"{profile.email} has only {format_money(profile.credit_balance, profile.currency)}"
+            f" of credit; taking {format_money(-amount, profile.currency)} would leave it "
+            "below zero.")
     profile.credit_balance = new_balance
     entry = CreditEntry(profile_id=profile.id, amount=amount, balance_after=new_balance,
                         kind=kind, order_id=order.id if order else None,
@@ -415,17 +481,18 @@ def _post_credit(profile: Profile, amount: int, kind: CreditKind, *, actor, memo
                         created_at=utcnow())
     db.session.add(entry)
     db.session.flush()
-    audit.record(actor, f"credit.{kind.value}", profile,
-                 {"amount": amount, "balance_after": new_balance, "memo": memo,
-                  "entry_id": entry.id},
-                 actor_label=None if actor else f"storefront:{profile.email}")
     return entry
 
 
-def transfer_legacy_credit(legacy_account: LegacyAccount, profile: Profile, *,
-                           actor) -> CreditEntry:
-    """Move a legacy balance, once, to a regular-platform profile of the same currency."""
-    account = lock(LegacyAccount, legacy_account.id, "Legacy account")
+def ledger_sum(profile: Profile) -> int:
+    """The sum of a profile's ledger entries (what its balance must equal)."""
+    return db.session.scalar(
+        select(func.coalesce(func.sum(CreditEntry.amount), 0))
+        .where(CreditEntry.profile_id == profile.id)) or 0
+
+
+def check_legacy_transfer(account: LegacyAccount, profile: Profile) -> None:
+    """Raise the reason a legacy balance cannot move to ``profile``, if there is one."""
     if account.transferred_at is not None:
         raise Conflict(
             f"The balance of legacy account {account.legacy_number} was already moved to "
@@ -437,6 +504,20 @@ def transfer_legacy_credit(legacy_account: LegacyAccount, profile: Profile, *,
         raise Conflict(f"Legacy account {account.legacy_number} holds {account.currency} but "
                        f"{profile.email} uses {profile.currency}; choose a {account.currency} "
                        "profile.")
+
+
+def transfer_legacy_credit(legacy_account: LegacyAccount, profile: Profile, *,
+                           actor) -> CreditEntry:
+    """Move a legacy balance, once, to a regular-platform profile of the same currency.
+
+    One transaction: the legacy balance goes to zero and the profile's ledger gets one
+    ``legacy_transfer`` entry. The legacy row is locked first, so of two concurrent
+    transfers the second sees the first's result and is refused.
+    """
+    _require(actor, Permission.LEGACY_CREDIT_WRITE, "move legacy credit")
+    account = lock(LegacyAccount, legacy_account.id, "Legacy account")
+    profile = lock(Profile, profile.id, "Profile")
+    check_legacy_transfer(account, profile)
     amount = account.credit_balance
     entry = _post_credit(profile, amount, CreditKind.LEGACY_TRANSFER, actor=actor,
                          legacy_account=account,
@@ -448,5 +529,6 @@ def transfer_legacy_credit(legacy_account: LegacyAccount, profile: Profile, *,
     account.transferred_amount = amount
     db.session.flush()
     audit.record(actor, "legacy_credit.transfer", account,
-                 {"amount": amount, "currency": account.currency, "to": profile.email})
+                 {"amount": amount, "currency": account.currency, "to": profile.email,
+                  "entry_id": entry.id})
     return entry

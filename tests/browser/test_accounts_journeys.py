@@ -1,0 +1,95 @@
+"""Support journeys in real Chromium: a corporate request, and a legacy credit transfer."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from backoffice import accounts
+from backoffice.extensions import db
+from tests.test_accounts import billing, catalog, legacy
+
+
+@pytest.mark.browser
+def test_support_completes_a_request_and_sees_the_secondary_users_old_orders(appctx, sign_in):
+    with appctx() as session:
+        catalog()
+        ann = accounts.create_profile(email="ann@acme.example.com", name="Ann Main")
+        bob = accounts.create_profile(email="bob@acme.example.com", name="Bob Second")
+        old = accounts.place_order(bob, items={"DV": 2}, billing=billing(bob))
+        accounts.pay_order(old, payer=bob, method="card")
+        accounts.place_order(ann, items={"DV": 1}, billing=billing(ann))
+        old_number = old.number
+        session.commit()
+    page = sign_in("support")
+    page.get_by_role("link", name="Accounts", exact=True).click()
+    page.get_by_role("link", name="Corporate requests", exact=True).click()
+    page.get_by_role("link", name="Enter request").click()
+    page.get_by_label("Organization name").fill("ACME Corp")
+    page.get_by_label("Main contact email").fill("ann@acme.example.com")
+    page.get_by_label("Secondary emails (one per line)").fill(
+        "bob@acme.example.com\nnew.hire@acme.example.com")
+    page.get_by_role("button", name="Save request").click()
+    expect(page.locator(".alert")).to_contain_text("The request is in the queue.")
+    matches = page.get_by_test_id("matches")
+    expect(matches.locator("tr", has_text="new.hire@acme.example.com")).to_contain_text(
+        "no profile")
+    expect(matches.locator("tr", has_text="bob@acme.example.com")).to_contain_text("Bob Second")
+
+    page.get_by_role("link", name="Complete…").click()
+    expect(page.get_by_test_id("unknown-emails")).to_contain_text("new.hire@acme.example.com")
+    page.get_by_role("button", name="Confirm").click()
+    alerts = page.locator(".alert")
+    expect(alerts.filter(has_text="is completed")).to_contain_text(
+        "confirmation email to ann@acme.example.com is queued")
+    expect(alerts.filter(has_text="No profile")).to_contain_text("new.hire@acme.example.com")
+
+    page.get_by_role("link", name="ACME Corp", exact=True).click()
+    expect(page.get_by_test_id("main-contact")).to_contain_text("ann@acme.example.com")
+    expect(page.get_by_test_id("secondary-users")).to_contain_text("bob@acme.example.com")
+    orders = page.get_by_test_id("orders")
+    expect(orders.locator("tr", has_text=old_number)).to_contain_text("bob@acme.example.com")
+    expect(orders.locator("tbody tr")).to_have_count(2)
+
+
+@pytest.mark.browser
+def test_support_moves_a_legacy_balance_once_through_review_and_confirm(appctx, sign_in):
+    with appctx() as session:
+        accounts.create_profile(email="ann@acme.example.com", name="Ann Main")
+        accounts.create_profile(email="ann@other.example.com", name="Ann Euro", currency="EUR")
+        account_id = legacy("ann@legacy.example.com", 4800).id
+        session.commit()
+    page = sign_in("support")
+    page.goto(f"/admin/legacyaccount/details/?id={account_id}")
+    page.get_by_role("link", name="Transfer credit").click()
+    page.get_by_label("Profile email").fill("ann@")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_test_id("profiles").locator("tr", has_text="ann@other.example.com")
+           ).to_contain_text("other currency")
+    page.get_by_role("link", name="Review transfer to ann@acme.example.com").click()
+    review = page.get_by_test_id("review")
+    expect(review).to_contain_text("$48.00")
+    expect(review).to_contain_text("USD")
+    expect(review).to_contain_text("L-100001")
+    expect(review).to_contain_text("ann@acme.example.com")
+
+    # A colleague has the same review open in another tab.
+    other_tab = page.context.new_page()
+    other_tab.goto(page.url)
+    expect(other_tab.get_by_role("button", name="Confirm")).to_be_visible()
+
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.locator(".alert")).to_contain_text(
+        "Moved $48.00 from legacy account L-100001 to ann@acme.example.com")
+    expect(page.get_by_role("link", name="Transfer credit")).to_have_count(0)
+
+    other_tab.get_by_role("button", name="Confirm").click()
+    expect(other_tab.locator(".alert")).to_contain_text(
+        "was already moved to ann@acme.example.com")
+    expect(other_tab.locator(".alert")).to_contain_text("it moves only once")
+
+    with appctx():
+        profile = accounts.profile_by_email("ann@acme.example.com")
+        assert profile.credit_balance == 4800 == accounts.ledger_sum(profile)
+        assert len(profile.credit_entries) == 1
+        db.session.rollback()
