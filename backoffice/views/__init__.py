@@ -7,7 +7,7 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
 from ..extensions import db
-from . import accounts, finance, partners, system
+from . import accounts, billing, finance, partners, system
 from .base import ConsoleIndexView
 
 
@@ -22,5 +22,6 @@ def init_admin(app: Flask) -> Admin:
     accounts.register(admin, db)
     partners.register(admin, db)
     finance.register(admin, db)
+    billing.register(admin, db)
     system.register(admin, db)
     return admin

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from flask import url_for
+from markupsafe import Markup
+
 from ..models import Invoice, InvoiceLine, Transaction, TransactionLine
 from .base import ReadOnlyModelView, link_formatter, money_column
 
@@ -42,6 +45,12 @@ class TransactionLineView(ReadOnlyModelView):
     }
 
 
+def _printable_invoice_link(_view, _context, model, _name):
+    """The invoice number, linking to its printable page (with the PDF download)."""
+    url = url_for("billing.invoice", invoice_id=model.id)
+    return Markup('<a href="{}">{}</a>').format(url, model.number)
+
+
 class InvoiceView(ReadOnlyModelView):
     column_list = ("number", "kind", "order", "customer", "period_start", "currency", "total",
                    "issued_at")
@@ -51,6 +60,7 @@ class InvoiceView(ReadOnlyModelView):
     column_filters = ("kind", "currency", "issued_at", "period_start")
     column_default_sort = ("issued_at", True)
     column_formatters = {
+        "number": _printable_invoice_link,
         "total": money_column(),
         "order": link_formatter("order"),
         "customer": link_formatter("customer"),

@@ -1,0 +1,111 @@
+"""Finance refunds part of a recent charge in Chromium and finds it on the next invoice;
+an old charge says why it cannot be refunded; support cannot refund at all."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from dateutil.relativedelta import relativedelta
+from playwright.sync_api import expect
+
+from backoffice.extensions import db
+from backoffice.invoicing import issue_monthly_invoices
+from backoffice.models import clock_at, utcnow
+from tests.billing_setup import charge_of, make_customer, make_product, subscribe
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.browser
+
+
+def _customer_with_charges(appctx) -> dict:
+    """A customer with a 2-day-old charge (3 DV, 2 OV) and a 40-day-old one (1 DV)."""
+    now = utcnow()
+    with appctx() as session:
+        with clock_at(now - timedelta(days=40)):
+            product = make_product()
+            customer = make_customer("Initech")
+            old = charge_of(subscribe(customer, product, {"DV": 1}))
+        with clock_at(now - timedelta(days=2)):
+            recent = charge_of(subscribe(customer, product, {"DV": 3, "OV": 2}))
+        session.commit()
+        return {"customer": customer.id, "old": old.id, "recent": recent.id,
+                "url": f"/admin/billing/customer/{customer.id}/transactions"}
+
+
+def _sign_in_again(page, email: str) -> None:
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_finance_refunds_part_of_a_recent_charge_and_finds_it_on_the_next_invoice(
+        appctx, sign_in):
+    ids = _customer_with_charges(appctx)
+    page = sign_in("finance")
+    page.goto(ids["url"])
+    expect(page.get_by_test_id(f"state-{ids['old']}")).to_contain_text(
+        "window closed — older than 30 days")
+    expect(page.get_by_test_id(f"state-{ids['old']}")).to_contain_text("admin or the finance lead")
+    expect(page.get_by_test_id(f"select-{ids['old']}")).to_have_count(0)
+    expect(page.get_by_test_id(f"state-{ids['recent']}")).to_contain_text("refundable until")
+
+    page.get_by_test_id(f"select-{ids['recent']}").check()
+    page.get_by_test_id("process-refund").click()
+    page.get_by_label(f"Refund DV from T{ids['recent']}").fill("1")
+    page.get_by_role("button", name="Review refund").click()
+    # 3 DV for a full 12-month term: 300.00; one certificate: 100.00
+    expect(page.get_by_test_id(f"refund-line-{ids['recent']}-DV")).to_contain_text("$100.00")
+    expect(page.get_by_test_id("refund-total")).to_have_text("$100.00")
+    page.get_by_role("button", name="Process Refund").click()
+
+    expect(page).to_have_url(re.compile(re.escape(ids["url"]) + "$"))
+    expect(page.locator(".alert-success")).to_contain_text(f"Refunded T{ids['recent']}")
+    rows = page.get_by_test_id("transactions").locator("tbody tr")
+    expect(rows.first).to_contain_text(f"refund of T{ids['recent']}")
+    expect(rows.first).to_contain_text("-$100.00")
+    expect(rows.first).to_contain_text("finance@staff.test")
+    expect(page.get_by_test_id(f"transaction-{ids['recent']}")).to_contain_text(
+        "DV × 3 (1 refunded)")
+
+    # The month ends; its invoice carries the charge and the refund as a negative line.
+    month = utcnow().date().replace(day=1)
+    next_month = datetime.combine(month + relativedelta(months=1), datetime.min.time(),
+                                  tzinfo=UTC)
+    with time_machine.travel(next_month + timedelta(hours=1), tick=True):
+        with appctx() as session:
+            invoices = issue_monthly_invoices(month=month)
+            session.commit()
+            assert len(invoices) == 1
+        page.goto(ids["url"])
+        if "/login" in page.url:  # the sign-in of a month ago has expired
+            _sign_in_again(page, "finance@staff.test")
+        page.goto(ids["url"])
+        page.get_by_test_id(f"transaction-{ids['recent']}").get_by_role("link").click()
+        expect(page.get_by_test_id("invoice")).to_contain_text(f"Refund of T{ids['recent']}")
+        lines = page.get_by_test_id("invoice-lines")
+        expect(lines.locator("tbody tr").filter(has_text="Refund of")).to_contain_text(
+            "-$100.00")
+        # 100.00 (old DV) + 300.00 DV + 240.00 OV - 100.00 refund
+        expect(page.get_by_test_id("invoice-total")).to_have_text("$540.00")
+
+
+def test_support_sees_transactions_without_a_refund_button_and_cannot_post(appctx, sign_in):
+    ids = _customer_with_charges(appctx)
+    page = sign_in("support")
+    page.goto(ids["url"])
+    expect(page.get_by_test_id(f"state-{ids['recent']}")).to_contain_text("refundable until")
+    expect(page.get_by_test_id("process-refund")).to_have_count(0)
+    expect(page.locator('input[name="transaction"]')).to_have_count(0)
+    token = page.locator('input[name="csrf_token"]').first.get_attribute("value")
+    crafted = page.request.post(
+        f"/admin/billing/customer/{ids['customer']}/refund",
+        form={"csrf_token": token, "transaction": str(ids["recent"]),
+              f"count-{ids['recent']}-DV": "1", "step": "confirm"})
+    assert crafted.status == 403
+    with appctx():
+        from backoffice.models import Transaction, TransactionKind
+
+        assert db.session.query(Transaction).filter_by(kind=TransactionKind.REFUND).count() == 0
