@@ -137,19 +137,32 @@ def jobs_list_command() -> None:
     from .jobs import registry
 
     for job in registry().values():
-        click.echo(f"{job.name:16} {job.schedule:24} {job.title}")
+        click.echo(f"{job.name:18} {job.schedule:30} {job.title}")
 
 
 @jobs_group.command("run-once")
 @click.argument("name")
 @with_appcontext
 def jobs_run_once_command(name: str) -> None:
-    """Run one job now, under its lease, and print what it did."""
+    """Run one job now, under its lease, with a progress bar, and print what it did."""
     from .jobs import registry, run_job
 
     if name not in registry():
         _fail(f"No job named {name}; see `flask jobs list`.")
-    run = run_job(name, trigger="cli")
+    with contextlib.ExitStack() as stack:
+        bar = None
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if not sys.stdout.isatty():  # logs and pipes get a line every tenth of the way
+                if done == total or done % max(1, total // 10) == 0:
+                    click.echo(f"{name}: {done}/{total}")
+                return
+            if bar is None:
+                bar = stack.enter_context(click.progressbar(length=total, label=name))
+            bar.update(done - bar.pos)
+
+        run = run_job(name, trigger="cli", progress=progress)
     if run is None:
         _fail(f"{name} is running in another process right now; try again when it finishes.")
     click.echo(f"{name}: {run.status.value}; {run.details}")

@@ -33,7 +33,21 @@ def summary() -> dict:
             select(JobRun).where(JobRun.status == JobStatus.FAILED)
             .order_by(JobRun.started_at.desc()).limit(5)).all(),
         "anomalies": _latest_anomalies(),
+        "item_failures": _item_failures(),
     }
+
+
+def _item_failures() -> list[JobRun]:
+    """Each job's latest run when it finished but some of its items failed (retried later)."""
+    latest = (
+        select(JobRun.job, func.max(JobRun.id).label("id"))
+        .where(JobRun.status == JobStatus.SUCCEEDED)
+        .group_by(JobRun.job)
+        .subquery()
+    )
+    runs = db.session.scalars(
+        select(JobRun).join(latest, latest.c.id == JobRun.id).order_by(JobRun.job)).all()
+    return [run for run in runs if (run.details or {}).get("failed")]
 
 
 def _latest_anomalies() -> list[str]:

@@ -11,28 +11,48 @@ import logging
 import os
 import smtplib
 import socket
+import threading
 import traceback
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from email.message import EmailMessage
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from dateutil.relativedelta import relativedelta
 from flask import Flask, current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import aliased
 
 from . import audit
 from .extensions import db
-from .models import CreditEntry, JobLock, JobRun, JobStatus, OutboxEmail, Profile, utcnow
+from .models import (
+    CreditEntry,
+    JobLock,
+    JobRun,
+    JobStatus,
+    OutboxEmail,
+    Profile,
+    Subscription,
+    SubscriptionStatus,
+    TransactionLine,
+    today,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
-#: how long an outbox message waits before another try, by attempt number
+#: how many times an outbox message is tried before it is left for staff to look at
 OUTBOX_MAX_ATTEMPTS = 5
+
+#: ``progress(done, total)`` for the job running in this context (``flask jobs run-once``)
+_progress: ContextVar[Callable[[int, int], None] | None] = ContextVar("job_progress",
+                                                                     default=None)
 
 
 @dataclass(frozen=True)
@@ -116,19 +136,175 @@ def ledger_check() -> dict:
         f"profile {row.email}: balance {row.credit_balance} but ledger sums to {row.sum or 0}"
         for row in mismatches
     ]
+    anomalies += _refund_anomalies()
     anomalies += [f"audit event {p.seq}: {p.problem}" for p in audit.verify_chain()]
     profiles = db.session.scalar(select(func.count(Profile.id)))
+    lines = db.session.scalar(select(func.count(TransactionLine.id)))
     db.session.rollback()
-    return {"profiles_checked": profiles, "anomalies": anomalies}
+    return {"profiles_checked": profiles, "lines_checked": lines, "anomalies": anomalies}
+
+
+def _refund_anomalies() -> list[str]:
+    """Charge lines refunded beyond their quantity or amount.
+
+    Both the line's own counters and the refund lines that point at it are checked, so a
+    counter that drifted from the refunds actually recorded is found too.
+    """
+    refund = aliased(TransactionLine)
+    refunded = (
+        select(refund.refunded_line_id.label("line_id"),
+               func.sum(refund.quantity).label("quantity"),
+               func.sum(-refund.amount).label("amount"))
+        .where(refund.refunded_line_id.is_not(None))
+        .group_by(refund.refunded_line_id)
+        .subquery()
+    )
+    charge = TransactionLine
+    rows = db.session.execute(
+        select(charge.id, charge.transaction_id, charge.quantity, charge.amount,
+               charge.refunded_quantity, charge.refunded_amount,
+               refunded.c.quantity.label("refund_quantity"),
+               refunded.c.amount.label("refund_amount"))
+        .outerjoin(refunded, refunded.c.line_id == charge.id)
+        .where(charge.refunded_line_id.is_(None), charge.amount >= 0)
+        .where((charge.refunded_quantity > charge.quantity)
+               | (charge.refunded_amount > charge.amount)
+               | (func.coalesce(refunded.c.quantity, 0) > charge.quantity)
+               | (func.coalesce(refunded.c.amount, 0) > charge.amount))
+        .order_by(charge.id)
+    ).all()
+    return [
+        f"transaction T{r.transaction_id} line {r.id}: {r.quantity} certificates for "
+        f"{r.amount}, but refunded {max(r.refunded_quantity, r.refund_quantity or 0)} "
+        f"certificates for {max(r.refunded_amount, r.refund_amount or 0)}"
+        for r in rows
+    ]
+
+
+#: how long before an auto-renewal the customer is told about it
+RENEWAL_NOTICE_DAYS = 30
+
+
+def renewal_notice_subject(subscription: Subscription) -> str:
+    """The notice's subject; it names the subscription and its term end, once per term.
+
+    The subject is also the marker that the notice for this term was queued: a queued or
+    sent outbox message with exactly this subject means the notice is not queued again.
+    """
+    return (f"Subscription #{subscription.id} renews automatically on "
+            f"{subscription.end_date.isoformat()}")
+
+
+def queue_renewal_notices(*, as_of: date | None = None) -> dict:
+    """Queue an email to the customer admin 30 days before each auto-renewal, once per term.
+
+    Each subscription is handled in its own transaction under its row lock, so two runs
+    at once still queue one notice. Subscriptions that will not renew get no notice.
+    """
+    as_of = as_of or today()
+    ids = db.session.scalars(
+        select(Subscription.id)
+        .where(Subscription.status == SubscriptionStatus.ACTIVE,
+               Subscription.auto_renew.is_(True),
+               Subscription.end_date > as_of,
+               Subscription.end_date <= as_of + timedelta(days=RENEWAL_NOTICE_DAYS))
+        .order_by(Subscription.id)
+    ).all()
+    db.session.rollback()
+    counts = {"queued": 0, "already_queued": 0, "no_email": 0, "not_renewing": 0,
+              "failed": 0}
+    for subscription_id in ids:
+        try:
+            outcome = _queue_notice(subscription_id, as_of)
+            db.session.commit()
+        except Exception:  # one bad subscription must not stop the others
+            db.session.rollback()
+            log.exception("renewal notice for subscription %s failed", subscription_id)
+            outcome = "failed"
+        counts[outcome] += 1
+    return counts
+
+
+def _queue_notice(subscription_id: int, as_of: date) -> str:
+    """Queue one subscription's notice in the current transaction; returns what happened."""
+    from .renewals import renewal_blocker
+
+    subscription = db.session.get(Subscription, subscription_id, with_for_update=True,
+                                  populate_existing=True)
+    if (subscription is None or renewal_blocker(subscription) is not None
+            or subscription.end_date <= as_of):
+        return "not_renewing"
+    subject = renewal_notice_subject(subscription)
+    if db.session.scalar(select(OutboxEmail.id).where(OutboxEmail.subject == subject)):
+        return "already_queued"
+    customer = subscription.customer
+    if not customer.customer_admin_email:
+        return "no_email"
+    holding = "\n".join(
+        f"  {row.certificate_type.code}: {row.renewal_quantity}"
+        for row in subscription.inventory if row.renewal_quantity > 0
+    )
+    body = (
+        f"Hello,\n\nSubscription #{subscription.id} ({subscription.product.name}) of "
+        f"{customer.company_name} renews automatically on "
+        f"{subscription.end_date.isoformat()} for another {subscription.term_months} "
+        f"months, with:\n{holding}\n\nThe full-term charge will appear on your next "
+        f"invoice. To change the renewal inventory or stop the renewal, contact us before "
+        f"that date.\n"
+    )
+    message = OutboxEmail(to=customer.customer_admin_email, subject=subject, body=body,
+                          created_at=utcnow(), attempts=0)
+    db.session.add(message)
+    db.session.flush()
+    audit.record(None, "subscription.renewal_notice", subscription,
+                 {"term_end": subscription.end_date, "to": message.to,
+                  "outbox_email_id": message.id}, actor_label="job:renewal_notices")
+    return "queued"
+
+
+def renew_subscriptions() -> dict:
+    """The renewal job: renew or expire every subscription whose term has ended."""
+    from .subscriptions import renew_due_subscriptions
+
+    return renew_due_subscriptions(progress=_progress.get())
+
+
+def previous_month(as_of: date) -> date:
+    """The first day of the month before ``as_of``'s month."""
+    return as_of.replace(day=1) - relativedelta(months=1)
+
+
+def issue_invoices() -> dict:
+    """The monthly invoicing job: one invoice per partner customer for the previous month."""
+    from .invoicing import issue_monthly_invoices
+
+    month = previous_month(today())
+    invoices = issue_monthly_invoices(month=month)
+    count = len(invoices or [])
+    db.session.commit()  # the domain function flushes; the job owns the unit of work
+    return {"invoices": count, "month": month.isoformat()}
+
+
+def renewal_notices() -> dict:
+    """The renewal-notice job: email customer admins 30 days before an auto-renewal."""
+    return queue_renewal_notices()
 
 
 def registry() -> dict[str, Job]:
     """Every job the scheduler runs, by its fixed id."""
     jobs = [
-        Job("outbox", "Send queued email", send_outbox,
-            lambda: IntervalTrigger(minutes=1), "every minute", timedelta(minutes=10)),
+        Job("renewals", "Renew or expire ended subscriptions", renew_subscriptions,
+            lambda: CronTrigger(hour=1, minute=0, timezone="UTC"), "daily at 01:00 UTC",
+            timedelta(hours=2)),
         Job("ledger_check", "Ledger and audit self-check", ledger_check,
             lambda: CronTrigger(hour=2, minute=30, timezone="UTC"), "daily at 02:30 UTC"),
+        Job("monthly_invoices", "Issue monthly customer invoices", issue_invoices,
+            lambda: CronTrigger(day=1, hour=3, minute=0, timezone="UTC"),
+            "1st of the month at 03:00 UTC", timedelta(hours=2)),
+        Job("renewal_notices", "Queue renewal notices (30 days ahead)", renewal_notices,
+            lambda: CronTrigger(hour=6, minute=0, timezone="UTC"), "daily at 06:00 UTC"),
+        Job("outbox", "Send queued email", send_outbox,
+            lambda: IntervalTrigger(minutes=1), "every minute", timedelta(minutes=10)),
     ]
     return {job.name: job for job in jobs}
 
@@ -137,8 +313,12 @@ def registry() -> dict[str, Job]:
 
 
 def holder_id() -> str:
-    """Who holds a lease: host and process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who holds a lease: host, process and thread.
+
+    The thread matters: in the web process the scheduler's thread and a "Run now" request
+    must not both count as the holder of the same lease.
+    """
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
 def acquire_lease(name: str, holder: str, duration: timedelta) -> bool:
@@ -170,18 +350,32 @@ def release_lease(name: str, holder: str) -> None:
     db.session.commit()
 
 
-def run_job(name: str, *, trigger: str = "schedule") -> JobRun | None:
-    """Run a job once under its lease and record the run; None when another holder runs it."""
+def run_job(name: str, *, trigger: str = "schedule",
+            progress: Callable[[int, int], None] | None = None) -> JobRun | None:
+    """Run a job once under its lease and record the run; None when another holder runs it.
+
+    ``progress(done, total)`` is called as a job that reports progress works through items.
+    """
     job = registry()[name]
     holder = holder_id()
     if not acquire_lease(name, holder, job.lease):
         log.info("job %s is running elsewhere; skipped", name)
         return None
+    # Holding the lease, any run still marked running was abandoned by a crashed holder.
+    db.session.execute(
+        update(JobRun).where(JobRun.job == name, JobRun.status == JobStatus.RUNNING)
+        .values(status=JobStatus.FAILED, finished_at=utcnow(),
+                error="Abandoned: its process stopped before the run finished.")
+    )
     run = JobRun(job=name, trigger=trigger, started_at=utcnow(), status=JobStatus.RUNNING,
                  holder=holder)
     db.session.add(run)
-    db.session.commit()
+    db.session.flush()
+    # Read the id before committing: reading it after would begin a new transaction (on
+    # SQLite, a write lock) that stayed open through the whole job body.
     run_id = run.id
+    db.session.commit()
+    token = _progress.set(progress)
     try:
         details = job.body() or {}
     except Exception as exc:  # the run must be recorded as failed whatever went wrong
@@ -195,6 +389,8 @@ def run_job(name: str, *, trigger: str = "schedule") -> JobRun | None:
         run.status = JobStatus.SUCCEEDED
         run.details = details
         run.processed = sum(v for v in details.values() if isinstance(v, int))
+    finally:
+        _progress.reset(token)
     run.finished_at = utcnow()
     db.session.commit()
     release_lease(name, holder)

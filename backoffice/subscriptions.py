@@ -422,3 +422,5 @@ def enable_subscription(subscription: Subscription, *, actor) -> None:
                        f"{subscription.end_date.isoformat()}; it cannot be enabled again.")
     subscription.status = SubscriptionStatus.ACTIVE
     audit.record(actor, "subscription.enable", subscription, {})
+
+from .renewals import renew_due_subscriptions  # noqa: E402,F401

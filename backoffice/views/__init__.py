@@ -7,7 +7,7 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
 from ..extensions import db
-from . import accounts, billing, finance, partners, system
+from . import accounts, billing, finance, jobs, partners, system
 from .base import ConsoleIndexView
 
 
@@ -24,4 +24,5 @@ def init_admin(app: Flask) -> Admin:
     finance.register(admin, db)
     billing.register(admin, db)
     system.register(admin, db)
+    jobs.register(admin, db)
     return admin

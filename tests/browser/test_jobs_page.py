@@ -1,0 +1,45 @@
+"""An admin opens Jobs from the System menu, runs the renewal now and sees the run."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from dateutil.relativedelta import relativedelta
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from backoffice.extensions import db
+from backoffice.models import JobRun, Subscription, today
+from tests.test_renewals import make_catalog, make_customer, make_subscription
+
+
+@pytest.mark.browser
+def test_admin_runs_the_renewal_from_the_jobs_page(appctx, sign_in):
+    # A yearly subscription whose term ended three days ago: one renewal is due.
+    start = today() - relativedelta(months=12) - timedelta(days=3)
+    with appctx():
+        make_catalog()
+        make_subscription(make_customer(), start=start)
+        sub_id = db.session.scalar(select(Subscription.id))
+    page = sign_in("admin")
+    menu = page.locator("#admin-navbar-collapse")
+    menu.get_by_role("link", name="System", exact=True).click()
+    menu.get_by_role("link", name="Jobs", exact=True).click()
+    row = page.get_by_test_id("job-renewals")
+    expect(row).to_contain_text("daily at 01:00 UTC")
+    expect(row).to_contain_text("Never run.")
+
+    row.get_by_role("button", name="Run renewals now").click()
+    expect(page.locator(".alert-success")).to_contain_text(
+        "finished: renewed 1, expired 0, skipped 0, failed 0, terms created 1.")
+    run = page.get_by_test_id("job-renewals").get_by_test_id("run")
+    expect(run).to_have_count(1)
+    expect(run).to_contain_text("(manual)")
+    expect(run).to_contain_text("succeeded")
+    expect(run).to_contain_text("renewed 1")
+
+    with appctx():
+        assert db.session.get(Subscription, sub_id).end_date == start + relativedelta(
+            months=24)
+        assert db.session.scalar(select(JobRun.trigger)) == "manual"
