@@ -11,17 +11,21 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, time, timedelta
 
+from dateutil.relativedelta import relativedelta
 from sqlalchemy import func, select
 
-from . import accounts, partners, subscriptions
+from . import accounts, invoicing, partners, refunds, subscriptions
 from .extensions import db
 from .models import (
     CertificateType,
     LegacyAccount,
     Profile,
     SubscriptionProduct,
+    Transaction,
+    TransactionKind,
     clock_at,
     today,
+    utcnow,
 )
 
 DEMO_DOMAIN = "demo.example"
@@ -102,6 +106,8 @@ def seed(*, profiles: int = 300, rng_seed: int = 20261122) -> dict[str, int]:
     _organizations(rng, at, people, counts)
     _legacy_accounts(rng, people, counts)
     _partner_platform(rng, at, products, counts)
+    _refunds(rng, counts)
+    _monthly_invoices(counts)
     return counts
 
 
@@ -238,3 +244,33 @@ def _partner_platform(rng, at, products, counts) -> None:
                     code = rng.choice(product.certificate_types).code
                     subscriptions.add_inventory(subscription, {code: rng.randint(1, 5)},
                                                 actor=None)
+
+
+def _refunds(rng, counts) -> None:
+    """A few charges partly refunded a day or two after they were made."""
+    old_enough = utcnow() - timedelta(days=3)  # refunds are never dated in the future
+    charges = db.session.scalars(
+        select(Transaction).where(Transaction.kind == TransactionKind.CHARGE,
+                                  Transaction.created_at <= old_enough)
+        .order_by(Transaction.id)).all()
+    counts["refunds"] = 0
+    for charge in rng.sample(charges, min(6, len(charges) // 8)):
+        line = charge.lines[0]
+        with clock_at(charge.created_at + timedelta(days=rng.randint(1, 3))):
+            refunds.refund(charge, {line.certificate_type.code: 1}, actor=None)
+        counts["refunds"] += 1
+
+
+def _monthly_invoices(counts) -> None:
+    """Issue every finished month's partner invoices, on the 1st of the next month."""
+    first = db.session.scalar(select(func.min(Transaction.created_at)))
+    if first is None:
+        return
+    month = first.date().replace(day=1)
+    this_month = today().replace(day=1)
+    counts["monthly invoices"] = 0
+    while month < this_month:
+        issue_day = month + relativedelta(months=1)
+        with clock_at(datetime.combine(issue_day, time(3, 0), tzinfo=UTC)):
+            counts["monthly invoices"] += len(invoicing.issue_monthly_invoices(month=month))
+        month = issue_day

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import date, datetime
 
 from babel.dates import format_date, format_datetime
@@ -89,6 +90,7 @@ def links_formatter(endpoint: str):
 
 
 TYPE_FORMATTERS = {
+    enum.Enum: lambda _view, value, *args: str(value.value).replace("_", " "),
     datetime: lambda _view, value, *args: fmt_datetime(value),
     date: lambda _view, value, *args: fmt_date(value),
     bool: lambda _view, value, *args: "yes" if value else "no",
