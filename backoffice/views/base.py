@@ -186,6 +186,15 @@ class DomainModelView(ReadOnlyModelView):
     write_permission: Permission | None = None
     allow_create = False
     allow_edit = False
+    #: the forms staff fill in; their fields are what the domain function takes
+    create_form_class: type[FlaskForm] | None = None
+    edit_form_class: type[FlaskForm] | None = None
+
+    def get_create_form(self):
+        return self.create_form_class or super().get_create_form()
+
+    def get_edit_form(self):
+        return self.edit_form_class or super().get_edit_form()
 
     @property
     def can_create(self) -> bool:  # type: ignore[override]

@@ -108,11 +108,8 @@ class ResellerView(DomainModelView):
     column_labels = {"status_reason": "Reason"}
     details_template = "partners/reseller_details.html"
 
-    def get_create_form(self):
-        return AddressForm
-
-    def get_edit_form(self):
-        return AddressForm
+    create_form_class = AddressForm
+    edit_form_class = AddressForm
 
     def create_from_form(self, form):
         return partners.create_reseller(**form.address(), actor=current_user)
@@ -210,11 +207,8 @@ class CustomerView(DomainModelView):
                      "admins": "Customer administrators"}
     details_template = "partners/customer_details.html"
 
-    def get_create_form(self):
-        return CustomerCreateForm
-
-    def get_edit_form(self):
-        return CustomerEditForm
+    create_form_class = CustomerCreateForm
+    edit_form_class = CustomerEditForm
 
     def create_from_form(self, form):
         return partners.create_customer(

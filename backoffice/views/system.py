@@ -65,11 +65,8 @@ class StaffUserView(DomainModelView):
     column_filters = ("role", "active")
     column_default_sort = ("email", False)
 
-    def get_create_form(self):
-        return StaffCreateForm
-
-    def get_edit_form(self):
-        return StaffEditForm
+    create_form_class = StaffCreateForm
+    edit_form_class = StaffEditForm
 
     def create_from_form(self, form):
         password = form.password.data or auth.generate_password()
@@ -201,11 +198,8 @@ class CertificateTypeView(DomainModelView):
     }
     column_labels = {"yearly_price": "Yearly price"}
 
-    def get_create_form(self):
-        return CertificateTypeCreateForm
-
-    def get_edit_form(self):
-        return CertificateTypeEditForm
+    create_form_class = CertificateTypeCreateForm
+    edit_form_class = CertificateTypeEditForm
 
     def create_from_form(self, form):
         return subscriptions.create_certificate_type(
@@ -254,11 +248,8 @@ class SubscriptionProductView(DomainModelView):
         "terms_months": lambda v, c, m, n: ", ".join(str(t) for t in m.terms_months),
     }
 
-    def get_create_form(self):
-        return ProductForm
-
-    def get_edit_form(self):
-        return ProductForm
+    create_form_class = ProductForm
+    edit_form_class = ProductForm
 
     def edit_form(self, obj=None):
         form = super().edit_form(obj)
