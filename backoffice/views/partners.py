@@ -74,6 +74,23 @@ def parse_counts(form, codes, prefix: str = "qty_") -> dict[str, int]:
     return counts
 
 
+def apply_reviewed(form, quote, operation, success: str, url_after):
+    """The Confirm step of a review: apply only the charge that was reviewed.
+
+    Returns None to show the review (not confirming yet, or the total changed since it was
+    reviewed), False when the domain refused (its message is flashed), or a 303 redirect to
+    ``url_after(result)`` once applied.
+    """
+    if form.get("step") != "confirm":
+        return None
+    if form.get("quoted_total") != str(quote.total):
+        flash("The charge changed since the review (the date moved on); check the new "
+              "amounts and confirm again.", "warning")
+        return None
+    ok, result = run_domain(operation, success)
+    return redirect(url_after(result), code=303) if ok else False
+
+
 class AddressForm(FlaskForm):
     company_name = StringField("Company name", validators=[DataRequired(), Length(max=200)])
     address1 = StringField("Address 1", validators=[DataRequired(), Length(max=200)])
@@ -260,30 +277,24 @@ class CustomerView(DomainModelView):
         except DomainError as exc:
             flash(str(exc), "error")
             return self.render("partners/subscription_form.html", **context)
-        if form.get("step") == "confirm":
-            if form.get("quoted_total") != str(quote.total):
-                flash("The charge changed since the review (the date moved on); check the "
-                      "new amounts and confirm again.", "warning")
-            else:
-                ok, subscription = run_domain(
-                    lambda: subscriptions.add_subscription(
-                        customer, product, **args, auto_renew=form.get("auto_renew") == "y",
-                        actor=current_user),
-                    f"Subscription added for {customer.company_name}.")
-                if ok:
-                    return redirect(url_for("subscription.details_view", id=subscription.id),
-                                    code=303)
-                return self.render("partners/subscription_form.html", **context)
+        auto_renew = form.get("auto_renew") == "y"
+        outcome = apply_reviewed(
+            form, quote,
+            lambda: subscriptions.add_subscription(customer, product, **args,
+                                                   auto_renew=auto_renew, actor=current_user),
+            f"Subscription added for {customer.company_name}.",
+            lambda subscription: url_for("subscription.details_view", id=subscription.id))
+        if outcome is False:
+            return self.render("partners/subscription_form.html", **context)
+        if outcome is not None:
+            return outcome
+        typed = {k: v for k, v in form.items() if k not in ("step", "csrf_token", "quoted_total")}
         return self.render(
             "partners/quote_review.html", quote=quote, customer=customer,
             title=f"Review: new subscription to {product.name} for {customer.company_name}",
-            action_url=self.get_url(".subscribe_view", customer_id=customer_id),
-            hidden={**{k: v for k, v in form.items() if k not in ("step", "csrf_token",
-                                                                   "quoted_total")}},
-            back_url=self.get_url(".subscribe_view", customer_id=customer_id,
-                                  **{k: v for k, v in form.items()
-                                     if k not in ("step", "csrf_token", "quoted_total")}),
-            auto_renew=form.get("auto_renew") == "y", confirm_label="Confirm")
+            action_url=self.get_url(".subscribe_view", customer_id=customer_id), hidden=typed,
+            back_url=self.get_url(".subscribe_view", customer_id=customer_id, **typed),
+            auto_renew=auto_renew, confirm_label="Confirm")
 
 
 def _subscription_args(form, product: SubscriptionProduct) -> dict:
@@ -359,18 +370,15 @@ class SubscriptionView(ReadOnlyModelView):
         except DomainError as exc:
             flash(str(exc), "error")
             return self.render("partners/inventory_form.html", **context)
-        if request.form.get("step") == "confirm":
-            if request.form.get("quoted_total") != str(quote.total):
-                flash("The charge changed since the review (the date moved on); check the "
-                      "new amounts and confirm again.", "warning")
-            else:
-                ok, _ = run_domain(
-                    lambda: subscriptions.add_inventory(subscription, additions,
-                                                        actor=current_user),
-                    "Inventory added; the charge will be on the next invoice.")
-                if ok:
-                    return redirect(self._details_url(subscription_id), code=303)
-                return self.render("partners/inventory_form.html", **context)
+        outcome = apply_reviewed(
+            request.form, quote,
+            lambda: subscriptions.add_inventory(subscription, additions, actor=current_user),
+            "Inventory added; the charge will be on the next invoice.",
+            lambda _transaction: self._details_url(subscription_id))
+        if outcome is False:
+            return self.render("partners/inventory_form.html", **context)
+        if outcome is not None:
+            return outcome
         hidden = {f"qty_{code}": additions[code] for code in codes}
         return self.render(
             "partners/quote_review.html", quote=quote, customer=subscription.customer,
