@@ -74,13 +74,7 @@ def _refuse_default_secret(app: Flask) -> None:
 
 
 def _register_error_pages(app: Flask) -> None:
-    """Plain pages for 401/403/404/429 that tell staff what happened."""
-    from flask import redirect, request, url_for
-
-    @app.errorhandler(401)
-    def unauthorized(_error):
-        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-
+    """Plain pages for 403/404/429 that tell staff what happened."""
     for code, title, text in (
         (403, "Not allowed", "Your role does not allow this. Ask an admin if you need it."),
         (404, "Not found", "There is nothing at this address."),

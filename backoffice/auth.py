@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import enum
 import secrets
-from functools import wraps
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from flask import (
     Blueprint,
-    abort,
     current_app,
     flash,
     redirect,
@@ -72,28 +70,6 @@ def has_permission(user, permission: Permission) -> bool:
     if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
         return False
     return permission in ROLE_PERMISSIONS.get(user.role, frozenset())
-
-
-def require(permission: Permission) -> None:
-    """Abort the request: 401-style redirect to login when anonymous, 403 when not allowed."""
-    if not current_user.is_authenticated:
-        abort(401)
-    if not has_permission(current_user, permission):
-        abort(403)
-
-
-def permission_required(permission: Permission):
-    """Decorator form of :func:`require` for plain Flask views."""
-
-    def decorator(view):
-        @wraps(view)
-        def wrapped(*args, **kwargs):
-            require(permission)
-            return view(*args, **kwargs)
-
-        return wrapped
-
-    return decorator
 
 
 # --------------------------------------------------------------------------- staff accounts
