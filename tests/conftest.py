@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 import re
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 from flask_migrate import upgrade
 
 from backoffice import create_app
@@ -28,9 +30,56 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--clock", metavar="ISO-MOMENT", default=None,
+        help="run the whole session with the clock moved to this UTC moment, ticking "
+             "(e.g. 2028-02-29T23:59:30); tests that travel or freeze nest inside it")
+
+
+def _parse_moment(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def pytest_configure(config):
     if REQUIRE_POSTGRES and not TEST_DATABASE_URL.startswith("postgresql"):
         raise pytest.UsageError("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not PostgreSQL")
+    config.addinivalue_line(
+        "markers", "clock(moment): freeze the clock at this aware moment for the whole test, "
+                   "fixtures included")
+    if config.getoption("--clock"):
+        # time.monotonic() is left real, so timeouts and lock waits behave as usual.
+        traveller = time_machine.travel(_parse_moment(config.getoption("--clock")), tick=True)
+        traveller.start()
+        config.stash[_SESSION_CLOCK] = traveller
+
+
+def pytest_unconfigure(config):
+    traveller = config.stash.get(_SESSION_CLOCK, None)
+    if traveller is not None:
+        traveller.stop()
+
+
+def pytest_report_header(config):
+    if config.getoption("--clock"):
+        return f"clock moved to {_parse_moment(config.getoption('--clock')).isoformat()}"
+    return None
+
+
+_SESSION_CLOCK = pytest.StashKey[time_machine.travel]()
+
+
+@pytest.fixture(autouse=True)
+def _frozen_clock(request):
+    """``@pytest.mark.clock(moment)``: the whole test, its fixtures included, runs at
+    ``moment`` with the clock stopped, so nothing in it mixes real and travelled time."""
+    marker = request.node.get_closest_marker("clock")
+    if marker is None:
+        yield
+        return
+    with time_machine.travel(marker.args[0], tick=False):
+        yield
 
 
 def _reset_postgres(url: str) -> None:

@@ -217,36 +217,36 @@ def customer_page(appctx):
         return {"customer": customer.id, "old": old.id, "recent": recent.id}
 
 
+@pytest.mark.clock(NOW)
 def test_finance_refunds_through_counts_review_and_confirm(customer_page, client_as, appctx):
     ids = customer_page
     client = client_as("finance")
     base = f"/admin/billing/customer/{ids['customer']}"
-    with time_machine.travel(NOW, tick=False):
-        page = client.get(f"{base}/transactions").get_data(as_text=True)
-        assert "refundable until 2026-12-20" in page
-        assert "window closed — older than 30 days" in page
-        assert f'name="transaction" value="{ids["recent"]}"' in page
-        assert f'name="transaction" value="{ids["old"]}"' not in page
-        counts = client.get(f"{base}/refund?transaction={ids['recent']}")
-        assert counts.status_code == 200
-        assert f"count-{ids['recent']}-DV" in counts.get_data(as_text=True)
-        form = {"transaction": ids["recent"], f"count-{ids['recent']}-DV": "1",
-                f"count-{ids['recent']}-OV": "0"}
-        review = client.post(f"{base}/refund", data={**form, "step": "review"})
-        assert review.status_code == 200
-        html = review.get_data(as_text=True)
-        # 3 DV charged on 11-20 for 346 of 365 days: 300.00 x 346/365 = 284.38; 1/3 = 94.79
-        with appctx():
-            assert line_of(db.session.get(Transaction, ids["recent"]), "DV").amount == 28438
-        one = 9479
-        assert f"${one / 100:,.2f}" in html and "Process Refund" in html
-        with appctx():
-            assert db.session.scalar(select(Transaction.id).where(
-                Transaction.kind == TransactionKind.REFUND)) is None
-        done = client.post(f"{base}/refund", data={**form, "step": "confirm"})
-        assert done.status_code == 303
-        assert done.headers["Location"].endswith(f"{base}/transactions")
-        page = client.get(f"{base}/transactions").get_data(as_text=True)
+    page = client.get(f"{base}/transactions").get_data(as_text=True)
+    assert "refundable until 2026-12-20" in page
+    assert "window closed — older than 30 days" in page
+    assert f'name="transaction" value="{ids["recent"]}"' in page
+    assert f'name="transaction" value="{ids["old"]}"' not in page
+    counts = client.get(f"{base}/refund?transaction={ids['recent']}")
+    assert counts.status_code == 200
+    assert f"count-{ids['recent']}-DV" in counts.get_data(as_text=True)
+    form = {"transaction": ids["recent"], f"count-{ids['recent']}-DV": "1",
+            f"count-{ids['recent']}-OV": "0"}
+    review = client.post(f"{base}/refund", data={**form, "step": "review"})
+    assert review.status_code == 200
+    html = review.get_data(as_text=True)
+    # 3 DV charged on 11-20 for 346 of 365 days: 300.00 x 346/365 = 284.38; 1/3 = 94.79
+    with appctx():
+        assert line_of(db.session.get(Transaction, ids["recent"]), "DV").amount == 28438
+    one = 9479
+    assert f"${one / 100:,.2f}" in html and "Process Refund" in html
+    with appctx():
+        assert db.session.scalar(select(Transaction.id).where(
+            Transaction.kind == TransactionKind.REFUND)) is None
+    done = client.post(f"{base}/refund", data={**form, "step": "confirm"})
+    assert done.status_code == 303
+    assert done.headers["Location"].endswith(f"{base}/transactions")
+    page = client.get(f"{base}/transactions").get_data(as_text=True)
     assert f"refund of T{ids['recent']}" in page
     with appctx():
         refund_row = db.session.scalars(select(Transaction).where(
@@ -255,44 +255,44 @@ def test_finance_refunds_through_counts_review_and_confirm(customer_page, client
         assert refund_row.actor.email == "finance@staff.test"
 
 
+@pytest.mark.clock(NOW)
 def test_refusals_are_flashed_and_change_nothing(customer_page, client_as, appctx):
     ids = customer_page
     client = client_as("finance")
     base = f"/admin/billing/customer/{ids['customer']}"
-    with time_machine.travel(NOW, tick=False):
-        too_many = client.post(f"{base}/refund", data={
-            "transaction": ids["recent"], f"count-{ids['recent']}-DV": "4", "step": "confirm"})
-        assert too_many.status_code == 303
-        followed = client.get(too_many.headers["Location"]).get_data(as_text=True)
-        assert "Only 3 of the 3 DV certificates" in followed
-        old = client.post(f"{base}/refund", data={
-            "transaction": ids["old"], f"count-{ids['old']}-DV": "1", "step": "review"})
-        assert "more than 30 days ago" in old.get_data(as_text=True)
-        bad = client.post(f"{base}/refund", data={
-            "transaction": ids["recent"], f"count-{ids['recent']}-DV": "x", "step": "review"})
-        assert bad.status_code == 400
-        other = client.get(f"/admin/billing/customer/{ids['customer'] + 99}/refund"
-                           f"?transaction={ids['recent']}")
-        assert other.status_code == 404
+    too_many = client.post(f"{base}/refund", data={
+        "transaction": ids["recent"], f"count-{ids['recent']}-DV": "4", "step": "confirm"})
+    assert too_many.status_code == 303
+    followed = client.get(too_many.headers["Location"]).get_data(as_text=True)
+    assert "Only 3 of the 3 DV certificates" in followed
+    old = client.post(f"{base}/refund", data={
+        "transaction": ids["old"], f"count-{ids['old']}-DV": "1", "step": "review"})
+    assert "more than 30 days ago" in old.get_data(as_text=True)
+    bad = client.post(f"{base}/refund", data={
+        "transaction": ids["recent"], f"count-{ids['recent']}-DV": "x", "step": "review"})
+    assert bad.status_code == 400
+    other = client.get(f"/admin/billing/customer/{ids['customer'] + 99}/refund"
+                       f"?transaction={ids['recent']}")
+    assert other.status_code == 404
     with appctx():
         assert db.session.scalar(select(Transaction.id).where(
             Transaction.kind == TransactionKind.REFUND)) is None
 
 
+@pytest.mark.clock(NOW)
 def test_support_sees_transactions_but_cannot_refund(customer_page, client_as, appctx):
     ids = customer_page
     client = client_as("support")
     base = f"/admin/billing/customer/{ids['customer']}"
-    with time_machine.travel(NOW, tick=False):
-        page = client.get(f"{base}/transactions")
-        assert page.status_code == 200
-        html = page.get_data(as_text=True)
-        assert "refundable until" in html
-        assert "Process refund" not in html and 'name="transaction"' not in html
-        assert client.get(f"{base}/refund?transaction={ids['recent']}").status_code == 403
-        crafted = client.post(f"{base}/refund", data={
-            "transaction": ids["recent"], f"count-{ids['recent']}-DV": "1", "step": "confirm"})
-        assert crafted.status_code == 403
+    page = client.get(f"{base}/transactions")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "refundable until" in html
+    assert "Process refund" not in html and 'name="transaction"' not in html
+    assert client.get(f"{base}/refund?transaction={ids['recent']}").status_code == 403
+    crafted = client.post(f"{base}/refund", data={
+        "transaction": ids["recent"], f"count-{ids['recent']}-DV": "1", "step": "confirm"})
+    assert crafted.status_code == 403
     with appctx():
         assert db.session.scalar(select(Transaction.id).where(
             Transaction.kind == TransactionKind.REFUND)) is None
