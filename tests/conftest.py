@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -122,6 +122,9 @@ def app(database_url):
     with app.app_context():
         upgrade()
         db.session.remove()
+    # A session bound to a connection inside a transaction works in a SAVEPOINT: its
+    # commit releases the savepoint and the test's outer transaction stays open.
+    db.session.session_factory.kw["join_transaction_mode"] = "create_savepoint"
     yield app
     with app.app_context():
         db.engine.dispose()
@@ -132,6 +135,13 @@ def is_postgres(database_url) -> bool:
     return database_url.startswith("postgresql")
 
 
+def pytest_collection_modifyitems(items):
+    """Tests whose data another connection must see commit for real (see ``database``)."""
+    for item in items:
+        if item.get_closest_marker("browser") or item.get_closest_marker("postgres"):
+            item.add_marker(pytest.mark.commits)
+
+
 def _empty_tables() -> None:
     tables = [t for t in reversed(db.metadata.sorted_tables) if t.name != "counter"]
     with db.engine.begin() as conn:
@@ -140,13 +150,64 @@ def _empty_tables() -> None:
         conn.execute(sa.update(Counter.__table__).values(value=0))
 
 
+@contextmanager
+def bound_to(app, connection: sa.Connection):
+    """Make every ``db.session`` of ``app`` use ``connection`` while the block runs."""
+    engines = db._app_engines[app]
+    engine = engines[None]
+    engines[None] = connection
+    try:
+        yield
+    finally:
+        engines[None] = engine
+
+
 @pytest.fixture(autouse=True)
-def clean_database(request, app):
-    """Every test starts with empty tables; anything it committed is removed after it."""
-    yield
+def database(request, app):
+    """Every test starts with empty tables and leaves nothing behind.
+
+    By default the test runs inside one transaction that is rolled back at its end: every
+    commit of a request, job or domain call releases a savepoint instead. Tests marked
+    ``commits`` (threads, processes, a second server, PostgreSQL concurrency, browsers)
+    commit for real, and every table is emptied after them. The value is the test's
+    connection (None when it commits), for a second app to share with :func:`bound_to`.
+    """
+    if request.node.get_closest_marker("commits"):
+        yield None
+        with app.app_context():
+            db.session.remove()
+            _empty_tables()
+        return
     with app.app_context():
-        db.session.remove()
-        _empty_tables()
+        engine = db.engine
+    with engine.connect() as connection:
+        outer = connection.begin()
+        try:
+            with bound_to(app, connection):
+                yield connection
+        finally:
+            with app.app_context():
+                db.session.remove()
+            outer.rollback()
+
+
+@pytest.fixture
+def second_app(database_url, database):
+    """``second_app(**config)``: another app on the test database, sharing its transaction."""
+    apps = []
+
+    def factory(**config):
+        other = create_app({**base_config(database_url), **config})
+        apps.append(other)
+        if database is not None:
+            stack.enter_context(bound_to(other, database))
+        return other
+
+    with ExitStack() as stack:
+        yield factory
+    for other in apps:
+        with other.app_context():
+            db.engine.dispose()
 
 
 @pytest.fixture

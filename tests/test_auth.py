@@ -10,10 +10,9 @@ import pytest
 import sqlalchemy as sa
 import time_machine
 
-from backoffice import create_app
 from backoffice.extensions import db, limiter
 from backoffice.models import AuditEvent, StaffUser
-from tests.conftest import PASSWORD, base_config, csrf_token_from, login
+from tests.conftest import PASSWORD, csrf_token_from, login
 
 #: values for URL converters when building a page address from a rule
 DUMMY_ARGS = {"export_type": "csv", "filename": "x.css"}
@@ -214,11 +213,8 @@ def test_logout_is_post_only(client_as):
 
 
 @pytest.fixture
-def csrf_app(database_url):
-    app = create_app({**base_config(database_url), "WTF_CSRF_ENABLED": True})
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+def csrf_app(second_app):
+    return second_app(WTF_CSRF_ENABLED=True)
 
 
 def test_login_without_csrf_token_is_refused(csrf_app, staff):
@@ -250,14 +246,10 @@ def test_logout_without_csrf_token_is_refused(csrf_app, staff):
 
 
 @pytest.fixture
-def rate_limited_app(database_url, monkeypatch):
+def rate_limited_app(second_app, monkeypatch):
     # The limiter is shared by every app in the process; put its switch back afterwards.
     monkeypatch.setattr(limiter, "enabled", limiter.enabled)
-    app = create_app({**base_config(database_url), "RATELIMIT_ENABLED": True,
-                      "LOGIN_RATE_LIMIT": "3 per minute"})
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    return second_app(RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="3 per minute")
 
 
 def test_fourth_login_attempt_in_a_minute_is_refused(rate_limited_app, staff):

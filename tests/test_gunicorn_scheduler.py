@@ -20,6 +20,8 @@ from sqlalchemy import select
 from backoffice.extensions import db
 from backoffice.models import JobRun, JobStatus
 
+pytestmark = pytest.mark.commits  # a second server reads what the test wrote
+
 PROJECT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 

@@ -12,6 +12,8 @@ from backoffice import create_app
 from backoffice.extensions import db
 from tests.conftest import base_config
 
+pytestmark = pytest.mark.commits  # migrations run DDL on their own connections
+
 
 def _differences(app) -> list:
     with app.app_context(), db.engine.connect() as conn:

@@ -131,7 +131,7 @@ def subscribe_form(product_id, **extra):
             "auto_renew": "y", "qty_DV": "10", "qty_OV": "", "qty_EV": "0", **extra}
 
 
-@time_machine.travel(datetime(2026, 11, 22, 10, tzinfo=UTC), tick=False)
+@pytest.mark.clock(datetime(2026, 11, 22, 10, tzinfo=UTC))
 def test_backdated_subscription_review_then_confirm(client_as, appctx, customer_id,
                                                    product_id):
     client = client_as("support")
@@ -157,7 +157,7 @@ def test_backdated_subscription_review_then_confirm(client_as, appctx, customer_
     assert "$261.64" in page and "191/365 days" in page
 
 
-@time_machine.travel(datetime(2026, 11, 22, 10, tzinfo=UTC), tick=False)
+@pytest.mark.clock(datetime(2026, 11, 22, 10, tzinfo=UTC))
 def test_confirm_with_a_stale_review_shows_the_new_amounts(client_as, appctx, customer_id,
                                                           product_id):
     client = client_as("support")
@@ -168,7 +168,7 @@ def test_confirm_with_a_stale_review_shows_the_new_amounts(client_as, appctx, cu
         assert counts()[2] == 0
 
 
-@time_machine.travel(datetime(2026, 11, 22, 10, tzinfo=UTC), tick=False)
+@pytest.mark.clock(datetime(2026, 11, 22, 10, tzinfo=UTC))
 @pytest.mark.parametrize(("change", "message"), [
     ({"start_date": "2026-11-23"}, "in the future"),
     ({"start_date": "2025-11-22"}, "earliest start date allowed today is 2025-11-23"),
@@ -209,7 +209,7 @@ def factories_product(session, product_id):
     return session.get(SubscriptionProduct, product_id)
 
 
-@time_machine.travel(datetime(2027, 1, 15, 9, tzinfo=UTC), tick=False)
+@pytest.mark.clock(datetime(2027, 1, 15, 9, tzinfo=UTC))
 def test_add_inventory_review_then_confirm(client_as, appctx, subscription_id):
     client = client_as("support")
     url = f"/admin/subscription/inventory/{subscription_id}/"
@@ -235,6 +235,7 @@ def test_renewal_inventory_form_saves_without_charging(client_as, appctx, subscr
         assert session.scalar(select(func.count(Transaction.id))) == 1
 
 
+@pytest.mark.clock(datetime(2026, 12, 1, 9, tzinfo=UTC))  # inside the subscription's term
 def test_suspend_then_enable_through_confirmation_pages(client_as, appctx, subscription_id):
     client = client_as("support")
     confirm = client.get(f"/admin/subscription/suspend/{subscription_id}/")
