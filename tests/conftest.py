@@ -20,6 +20,7 @@ import time_machine
 from flask_migrate import upgrade
 
 from backoffice import create_app
+from backoffice.demo import seed
 from backoffice.extensions import db
 from backoffice.models import Counter, StaffRole, StaffUser
 
@@ -181,6 +182,48 @@ def database(request, app):
     with app.app_context():
         engine = db.engine
     with engine.connect() as connection:
+        outer = connection.begin()
+        try:
+            with bound_to(app, connection):
+                yield connection
+        finally:
+            with app.app_context():
+                db.session.remove()
+            outer.rollback()
+
+
+@pytest.fixture(scope="session")
+def demo_engine(database_url, tmp_path_factory):
+    """A second database, migrated and seeded with the demo data once per session."""
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        demo_url = url.set(database=f"{url.database}_demo")
+        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{demo_url.database}" WITH (FORCE)')
+            conn.exec_driver_sql(f'CREATE DATABASE "{demo_url.database}"')
+        admin.dispose()
+    else:
+        demo_url = sa.make_url(f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.db'}")
+    demo_app = create_app(base_config(demo_url.render_as_string(hide_password=False)))
+    with demo_app.app_context():
+        upgrade()
+        seed(profiles=DEMO_PROFILES)
+        db.session.commit()
+        db.session.remove()
+        engine = db.engine
+    yield engine
+    engine.dispose()
+
+
+#: how many profiles the session's demo data set has
+DEMO_PROFILES = 30
+
+
+@pytest.fixture
+def demo(app, demo_engine):
+    """The test works on the seeded demo database, inside a transaction rolled back after."""
+    with demo_engine.connect() as connection:
         outer = connection.begin()
         try:
             with bound_to(app, connection):

@@ -13,7 +13,7 @@ from sqlalchemy import String, cast, func, insert, literal, literal_column, sele
 
 from backoffice import partners
 from backoffice.extensions import db
-from backoffice.models import Transaction, TransactionKind, TransactionReason
+from backoffice.models import Customer, Invoice, Transaction, TransactionKind, TransactionReason
 from backoffice.refunds import refund
 from backoffice.reports import (
     CSV_HEADER,
@@ -208,13 +208,8 @@ def test_export_memory_stays_flat(ctx):
     assert held_peak > 2 * peak, f"held {held_peak:,} bytes, streamed {peak:,}"
 
 
-def test_billing_pages_render_with_the_demo_data(appctx, client_as):
-    from backoffice.demo import seed
-    from backoffice.models import Customer, Invoice
-
+def test_billing_pages_render_with_the_demo_data(demo, appctx, client_as):
     with appctx():
-        seed(profiles=20)
-        db.session.commit()
         customers = db.session.scalars(select(Customer.id).limit(5)).all()
         invoices = db.session.scalars(select(Invoice.id).limit(5)).all()
     assert customers and invoices

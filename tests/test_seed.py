@@ -106,7 +106,7 @@ def _seeded_document_numbers_have_no_gaps(session):
     assert numbers == list(range(1, len(numbers) + 1))
 
 
-def test_seeded_data_obeys_every_rule(appctx, seeded):
+def test_seeded_data_obeys_every_rule(demo, appctx):
     with appctx() as session:
         _credit_balances_equal_their_ledgers(session)
         _every_order_has_an_invoice_for_its_items(session)

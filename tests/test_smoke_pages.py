@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backoffice.demo import seed
 from backoffice.extensions import db
-
-
-@pytest.fixture
-def seeded(appctx):
-    with appctx():
-        seed(profiles=40)
-        db.session.commit()
 
 
 def _model_views(app):
@@ -20,7 +12,7 @@ def _model_views(app):
     return [v for v in admin._views if hasattr(v, "model")]
 
 
-def test_every_list_and_detail_page_renders_for_admin(app, seeded, client_as):
+def test_every_list_and_detail_page_renders_for_admin(app, demo, client_as):
     client = client_as("admin")
     assert client.get("/admin/").status_code == 200
     checked = 0
@@ -40,7 +32,7 @@ def test_every_list_and_detail_page_renders_for_admin(app, seeded, client_as):
 
 
 @pytest.mark.parametrize("role", ["support", "finance"])
-def test_every_list_page_is_readable_by_every_role(app, seeded, client_as, role):
+def test_every_list_page_is_readable_by_every_role(app, demo, client_as, role):
     client = client_as(role)
     for view in _model_views(app):
         response = client.get(f"/admin/{view.endpoint}/")
