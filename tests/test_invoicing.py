@@ -14,7 +14,7 @@ from backoffice.extensions import db
 from backoffice.invoicing import issue_monthly_invoices, pending_monthly_invoices
 from backoffice.models import Invoice, InvoiceKind, Transaction
 from backoffice.refunds import refund
-from tests.billing_setup import charge_of, line_of, make_customer, make_product, subscribe
+from tests import factories
 
 NOV_10 = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
 DEC_1 = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
@@ -25,11 +25,11 @@ DECEMBER = date(2026, 12, 1)
 def _november_activity():
     """Two customers charged on 2026-11-10 (full 12-month terms), one refund on 11-12."""
     with time_machine.travel(NOV_10, tick=False):
-        product = make_product()
-        acme = make_customer("Acme Ltd")
-        globex = make_customer("Globex")
-        acme_charge = charge_of(subscribe(acme, product, {"DV": 3, "OV": 1}))
-        globex_charge = charge_of(subscribe(globex, product, {"DV": 1}))
+        product = factories.catalog("billing")
+        acme = factories.customer("Acme Ltd")
+        globex = factories.customer("Globex")
+        acme_charge = factories.charge_of(factories.subscribe(acme, product, {"DV": 3, "OV": 1}))
+        globex_charge = factories.charge_of(factories.subscribe(globex, product, {"DV": 1}))
     with time_machine.travel(datetime(2026, 11, 12, tzinfo=UTC), tick=False):
         acme_refund = refund(acme_charge, {"DV": 1}, actor=None)
     db.session.commit()
@@ -96,7 +96,7 @@ def test_refund_after_the_months_invoice_lands_on_the_next_months_invoice(novemb
     db.session.refresh(november_invoice)
     assert [(line.description, line.amount) for line in november_invoice.lines] == november_lines
     assert november_invoice.total == 32000
-    assert line_of(acme_charge, "DV").refunded_amount == 30000
+    assert factories.line_of(acme_charge, "DV").refunded_amount == 30000
 
 
 def test_invoice_numbers_are_sequential_across_order_and_monthly_invoices(november, ctx):
@@ -147,7 +147,8 @@ def test_an_issued_invoice_never_changes(november, ctx):
 
 def test_transactions_from_an_earlier_uninvoiced_month_are_caught_up(ctx):
     with time_machine.travel(datetime(2026, 10, 20, tzinfo=UTC), tick=False):
-        october = charge_of(subscribe(make_customer(), make_product(), {"DV": 1}))
+        october = factories.charge_of(factories.subscribe(
+            factories.customer(), factories.catalog("billing"), {"DV": 1}))
         ctx.commit()
     with time_machine.travel(DEC_1, tick=False):
         invoices = issue_monthly_invoices(month=NOVEMBER)
@@ -190,7 +191,7 @@ def test_order_invoice_is_viewable(appctx, client_as):
 def _order_invoice():
     billing = {"name": "Zoë Buyer", "address1": "2 High St", "city": "Leeds",
                "postal_code": "LS1 1AA", "country": "GB", "vat_number": "GB123"}
-    make_product()
+    factories.catalog("billing")
     buyer = accounts.create_profile(email="zoe@example.com", name="Zoë Buyer")
     order = accounts.place_order(buyer, items={"DV": 2}, billing=billing)
     invoice_id, number = order.invoice.id, order.invoice.number

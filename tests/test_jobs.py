@@ -26,7 +26,8 @@ from backoffice.models import (
     TransactionReason,
     utcnow,
 )
-from tests.test_renewals import at, make_catalog, make_customer, make_subscription
+from tests import factories
+from tests.test_renewals import at
 
 
 def moment(*args) -> time_machine.travel:
@@ -163,9 +164,9 @@ def test_monthly_invoices_job_issues_the_previous_month(ctx, fake_invoicing):
 def test_monthly_invoices_job_invoices_last_months_renewal_charges(ctx):
     from backoffice.models import Invoice
 
-    make_catalog()
+    factories.catalog("renewal")
     db.session.commit()
-    sub_id = make_subscription(make_customer(), start=date(2025, 11, 10)).id
+    sub_id = factories.subscribed_on(factories.customer(), start=date(2025, 11, 10)).id
     with at(date(2026, 11, 10)):
         subscriptions.renew_due_subscriptions()
     with moment(2026, 12, 1, 3, 0):
@@ -186,13 +187,14 @@ def test_monthly_invoices_job_invoices_last_months_renewal_charges(ctx):
 
 @pytest.fixture
 def catalog(ctx):
-    make_catalog()
+    factories.catalog("renewal")
     db.session.commit()
 
 
 def test_renewals_job_runs_the_renewal_and_records_counts(ctx, catalog):
-    make_subscription(make_customer(), start=date(2025, 1, 1))
-    make_subscription(make_customer(name="Off"), start=date(2025, 1, 1), auto_renew=False)
+    factories.subscribed_on(factories.customer(), start=date(2025, 1, 1))
+    factories.subscribed_on(factories.customer("Off"), start=date(2025, 1, 1),
+                            auto_renew=False)
     with moment(2026, 1, 1, 1, 0):
         run = jobs.run_job("renewals")
     assert run.details == {"renewed": 1, "expired": 1, "skipped": 0, "failed": 0,
@@ -204,8 +206,8 @@ def test_renewals_job_runs_the_renewal_and_records_counts(ctx, catalog):
 
 
 def test_renewal_notice_is_queued_30_days_ahead_once_per_term(ctx, catalog):
-    customer = make_customer(admin_email="Admin@Acme.example.com")
-    sub = make_subscription(customer, start=date(2026, 1, 15))  # renews 2027-01-15
+    customer = factories.customer(admin_email="Admin@Acme.example.com")
+    sub = factories.subscribed_on(customer, start=date(2026, 1, 15))  # renews 2027-01-15
     sub_id = sub.id
 
     with at(date(2026, 12, 15)):  # 31 days ahead: too early
@@ -230,11 +232,11 @@ def test_renewal_notice_is_queued_30_days_ahead_once_per_term(ctx, catalog):
 
 
 def test_no_renewal_notice_without_an_email_or_a_renewal(ctx, catalog):
-    make_subscription(make_customer(), start=date(2026, 1, 15))  # partner-administered
-    make_subscription(make_customer(admin_email="a@off.example.com", name="Off"),
-                      start=date(2026, 1, 15), auto_renew=False)
-    suspended = make_subscription(make_customer(admin_email="a@susp.example.com", name="Susp"),
-                                  start=date(2026, 1, 15))
+    factories.subscribed_on(factories.customer(), start=date(2026, 1, 15))  # partner-administered
+    factories.subscribed_on(factories.customer("Off", admin_email="a@off.example.com"),
+                            start=date(2026, 1, 15), auto_renew=False)
+    suspended = factories.subscribed_on(
+        factories.customer("Susp", admin_email="a@susp.example.com"), start=date(2026, 1, 15))
     subscriptions.suspend_subscription(suspended, actor=None)
     db.session.commit()
     with at(date(2026, 12, 20)):
@@ -294,7 +296,8 @@ def _over_refund(sub_id: int, *, quantity: int, amount: int) -> None:
 
 def test_ledger_check_finds_lines_refunded_beyond_quantity_or_amount(app, ctx, catalog,
                                                                       client_as):
-    sub_id = make_subscription(make_customer(), start=date(2026, 11, 1)).id  # 10 DV, 500.00
+    # 10 DV, 500.00
+    sub_id = factories.subscribed_on(factories.customer(), start=date(2026, 11, 1)).id
     run = jobs.run_job("ledger_check")
     assert run.details["anomalies"] == [] and run.details["lines_checked"] == 1
 
@@ -336,9 +339,10 @@ def test_jobs_page_lists_schedules_next_runs_and_recent_runs(client_as, appctx):
 
 def test_run_now_runs_the_job_flashes_its_counts_and_is_audited(client_as, appctx):
     with appctx():
-        make_catalog()
-        make_subscription(make_customer(), start=date(2025, 1, 1))
-        make_subscription(make_customer(name="B"), start=date(2025, 1, 1), auto_renew=False)
+        factories.catalog("renewal")
+        factories.subscribed_on(factories.customer(), start=date(2025, 1, 1))
+        factories.subscribed_on(factories.customer("B"), start=date(2025, 1, 1),
+                                auto_renew=False)
     with moment(2026, 1, 1, 10, 0):
         client = client_as("admin")  # signed in at the moved time: sessions are timestamped
         response = client.post("/admin/jobs/run/renewals")
@@ -384,9 +388,9 @@ def test_dashboard_shows_failed_runs_and_failed_items(client_as, appctx):
 
 def test_cli_run_once_shows_progress_and_counts(app, appctx):
     with appctx():
-        make_catalog()
+        factories.catalog("renewal")
         for name in ("A", "B"):
-            make_subscription(make_customer(name=name), start=date(2025, 1, 1))
+            factories.subscribed_on(factories.customer(name=name), start=date(2025, 1, 1))
     with moment(2026, 1, 1, 10, 0):
         result = app.test_cli_runner().invoke(args=["jobs", "run-once", "renewals"])
     assert result.exit_code == 0, result.output

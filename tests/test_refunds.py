@@ -18,14 +18,7 @@ from backoffice.models import (
     TransactionReason,
 )
 from backoffice.refunds import quote_refund, refund, refund_state, refund_transactions
-from tests.billing_setup import (
-    charge_of,
-    inventory_of,
-    line_of,
-    make_customer,
-    make_product,
-    subscribe,
-)
+from tests import factories
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -34,16 +27,17 @@ NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 def charged(ctx):
     """On 2026-11-22, a subscription from 2026-11-01 (344 of 365 days left) with 3 DV, 2 OV."""
     with time_machine.travel(NOW, tick=False):
-        product = make_product()
-        customer = make_customer()
-        sub = subscribe(customer, product, {"DV": 3, "OV": 2}, start_date=date(2026, 11, 1))
+        product = factories.catalog("billing")
+        customer = factories.customer()
+        sub = factories.subscribe(customer, product, {"DV": 3, "OV": 2},
+                                  start_date=date(2026, 11, 1))
         ctx.commit()
-        yield charge_of(sub)
+        yield factories.charge_of(sub)
 
 
 def test_charge_amounts_do_not_divide_by_quantity(charged):
     # 3 DV at 100.00 for 344/365 days: 300.00 x 344/365 = 282.7397 -> 282.74
-    assert line_of(charged, "DV").amount == 28274
+    assert factories.line_of(charged, "DV").amount == 28274
     assert 28274 % 3 != 0
 
 
@@ -55,7 +49,7 @@ def test_partial_refunds_then_the_last_certificate_sum_exactly_to_the_line(charg
         last = refund(charged, {"DV": 1}, actor=None)
     # 282.74 x 1/3 = 94.2467 -> 94.25 twice; the last takes exactly what is left: 94.24
     assert [first.amount, second.amount, last.amount] == [-9425, -9425, -9424]
-    line = line_of(charged, "DV")
+    line = factories.line_of(charged, "DV")
     assert line.refunded_quantity == 3
     assert line.refunded_amount == line.amount == 28274
     assert -(first.amount + second.amount + last.amount) == line.amount
@@ -75,19 +69,19 @@ def test_refund_is_its_own_transaction_reduces_inventory_and_is_audited(charged)
     with time_machine.travel(NOW, tick=False):
         quote = quote_refund(charged, {"DV": 1, "OV": 2})
         result = refund(charged, {"DV": 1, "OV": 2}, actor=None)
-    ov = line_of(charged, "OV")
+    ov = factories.line_of(charged, "OV")
     assert result.kind == TransactionKind.REFUND
     assert result.reason == TransactionReason.REFUND
     assert result.refunded_transaction_id == charged.id
     assert result.amount == -quote.total == -(9425 + ov.amount)
     assert result.created_at == NOW
     assert {(line.certificate_type.code, line.quantity, line.amount, line.refunded_line_id)
-            for line in result.lines} == {("DV", 1, -9425, line_of(charged, "DV").id),
+            for line in result.lines} == {("DV", 1, -9425, factories.line_of(charged, "DV").id),
                                           ("OV", 2, -ov.amount, ov.id)}
     assert ov.refunded_quantity == 2 and ov.refunded_amount == ov.amount
     sub = charged.subscription
-    assert inventory_of(sub, "DV") == 2
-    assert inventory_of(sub, "OV") == 0
+    assert factories.inventory_of(sub, "DV") == 2
+    assert factories.inventory_of(sub, "OV") == 0
     event = db.session.scalars(
         select(AuditEvent).where(AuditEvent.action == "transaction.refund")).one()
     assert event.target_id == str(result.id)
@@ -101,7 +95,7 @@ def test_quote_writes_nothing(charged):
     assert quote.total == 18849
     assert db.session.scalar(
         select(Transaction.id).where(Transaction.kind == TransactionKind.REFUND)) is None
-    assert line_of(charged, "DV").refunded_quantity == 0
+    assert factories.line_of(charged, "DV").refunded_quantity == 0
 
 
 def test_window_is_open_at_exactly_thirty_days(charged):
@@ -123,7 +117,7 @@ def test_window_is_closed_one_second_after_thirty_days(charged):
     message = str(refused.value)
     assert "more than 30 days ago" in message
     assert "admin or the finance lead" in message
-    assert line_of(charged, "DV").refunded_quantity == 0
+    assert factories.line_of(charged, "DV").refunded_quantity == 0
 
 
 def test_over_refund_is_refused_and_changes_nothing(charged):
@@ -136,7 +130,7 @@ def test_over_refund_is_refused_and_changes_nothing(charged):
         refund(charged, {"DV": 1}, actor=None)
         with pytest.raises(Conflict, match="already been refunded"):
             refund(charged, {"DV": 1}, actor=None)
-    line = line_of(charged, "DV")
+    line = factories.line_of(charged, "DV")
     assert (line.refunded_quantity, line.refunded_amount) == (3, line.amount)
     assert refund_state(charged).code != "fully_refunded"  # OV is still there
     with time_machine.travel(NOW, tick=False):
@@ -162,24 +156,24 @@ def test_nothing_to_refund_and_unknown_types_are_refused(charged):
 def test_refund_is_refused_when_inventory_was_reduced_since_the_charge(ctx):
     """A renewal to a smaller renewal inventory leaves fewer certificates than were charged."""
     with time_machine.travel(datetime(2026, 10, 25, 9, 0, tzinfo=UTC), tick=False):
-        product = make_product()
-        sub = subscribe(make_customer(), product, {"DV": 5}, term_months=1,
+        product = factories.catalog("billing")
+        sub = factories.subscribe(factories.customer(), product, {"DV": 5}, term_months=1,
                         start_date=date(2026, 10, 1), auto_renew=True)
         subscriptions.set_renewal_inventory(sub, {"DV": 2}, actor=None)
         ctx.commit()
-        charge = charge_of(sub)
+        charge = factories.charge_of(sub)
         sub_id = sub.id
     with time_machine.travel(datetime(2026, 11, 2, 9, 0, tzinfo=UTC), tick=False):
         subscriptions.renew_due_subscriptions()
         charge = db.session.get(Transaction, charge.id)
-        assert inventory_of(charge.subscription, "DV") == 2
+        assert factories.inventory_of(charge.subscription, "DV") == 2
         with pytest.raises(Conflict, match=r"holds 2 DV certificates now.*not 3"):
             refund(charge, {"DV": 3}, actor=None)
         db.session.rollback()
         charge = db.session.get(Transaction, charge.id)
-        assert line_of(charge, "DV").refunded_quantity == 0
+        assert factories.line_of(charge, "DV").refunded_quantity == 0
         refund(charge, {"DV": 2}, actor=None)
-        assert inventory_of(charge.subscription, "DV") == 0
+        assert factories.inventory_of(charge.subscription, "DV") == 0
         assert charge.subscription_id == sub_id
 
 
@@ -192,11 +186,11 @@ def test_several_transactions_refund_together_or_not_at_all(charged):
         db.session.rollback()
         charged = db.session.get(Transaction, charged.id)
         extra = db.session.get(Transaction, extra.id)
-        assert line_of(charged, "DV").refunded_quantity == 0
+        assert factories.line_of(charged, "DV").refunded_quantity == 0
         done = refund_transactions([(charged, {"DV": 1}), (extra, {"DV": 2, "OV": 0})],
                                    actor=None)
     assert [t.refunded_transaction_id for t in done] == [charged.id, extra.id]
-    assert inventory_of(charged.subscription, "DV") == 2
+    assert factories.inventory_of(charged.subscription, "DV") == 2
 
 
 # --------------------------------------------------------------------------- pages
@@ -207,11 +201,11 @@ def customer_page(appctx):
     """A committed customer with a recent charge (3 DV, 2 OV) and one 40 days old."""
     with appctx() as session:
         with time_machine.travel(NOW - timedelta(days=40), tick=False):
-            product = make_product()
-            customer = make_customer()
-            old = charge_of(subscribe(customer, product, {"DV": 1}))
+            product = factories.catalog("billing")
+            customer = factories.customer()
+            old = factories.charge_of(factories.subscribe(customer, product, {"DV": 1}))
         with time_machine.travel(NOW - timedelta(days=2), tick=False):
-            recent = charge_of(subscribe(customer, product, {"DV": 3, "OV": 2},
+            recent = factories.charge_of(factories.subscribe(customer, product, {"DV": 3, "OV": 2},
                                          start_date=date(2026, 11, 1)))
         session.commit()
         return {"customer": customer.id, "old": old.id, "recent": recent.id}
@@ -237,7 +231,7 @@ def test_finance_refunds_through_counts_review_and_confirm(customer_page, client
     html = review.get_data(as_text=True)
     # 3 DV charged on 11-20 for 346 of 365 days: 300.00 x 346/365 = 284.38; 1/3 = 94.79
     with appctx():
-        assert line_of(db.session.get(Transaction, ids["recent"]), "DV").amount == 28438
+        assert factories.line_of(db.session.get(Transaction, ids["recent"]), "DV").amount == 28438
     one = 9479
     assert f"${one / 100:,.2f}" in html and "Process Refund" in html
     with appctx():

@@ -16,14 +16,7 @@ from backoffice.errors import DomainError
 from backoffice.extensions import db
 from backoffice.models import Transaction, TransactionKind, today
 from backoffice.refunds import refund
-from tests.billing_setup import (
-    charge_of,
-    inventory_of,
-    line_of,
-    make_customer,
-    make_product,
-    subscribe,
-)
+from tests import factories
 
 pytestmark = pytest.mark.postgres
 
@@ -34,11 +27,11 @@ def ten_certificates(appctx, is_postgres):
     if not is_postgres:
         pytest.skip("concurrency is tested on PostgreSQL (set TEST_DATABASE_URL)")
     with appctx() as session:
-        sub = subscribe(make_customer(), make_product(), {"DV": 10},
+        sub = factories.subscribe(factories.customer(), factories.catalog("billing"), {"DV": 10},
                         start_date=today() - timedelta(days=97))
-        charge = charge_of(sub)
+        charge = factories.charge_of(sub)
         session.commit()
-        return charge.id, line_of(charge, "DV").amount
+        return charge.id, factories.line_of(charge, "DV").amount
 
 
 def _race(app, charge_id: int, count: int, threads: int) -> list[str]:
@@ -87,10 +80,10 @@ def test_twenty_threads_refunding_one_each_refund_exactly_ten(app, appctx, ten_c
     assert len(refused) == 10 and all("already been refunded" in o for o in refused)
     with appctx():
         charge = db.session.get(Transaction, charge_id)
-        line = line_of(charge, "DV")
+        line = factories.line_of(charge, "DV")
         assert (line.refunded_quantity, line.refunded_amount) == (10, line_amount)
         assert _refunds(charge_id) == (10, -line_amount)
-        assert inventory_of(charge.subscription, "DV") == 0
+        assert factories.inventory_of(charge.subscription, "DV") == 0
 
 
 def test_two_threads_refunding_six_of_ten_only_one_succeeds(app, appctx, ten_certificates):
@@ -101,8 +94,8 @@ def test_two_threads_refunding_six_of_ten_only_one_succeeds(app, appctx, ten_cer
     assert "Only 4 of the 10 DV certificates" in refused
     with appctx():
         charge = db.session.get(Transaction, charge_id)
-        line = line_of(charge, "DV")
+        line = factories.line_of(charge, "DV")
         assert line.refunded_quantity == 6
         count, total = _refunds(charge_id)
         assert count == 1 and -total == line.refunded_amount < line_amount
-        assert inventory_of(charge.subscription, "DV") == 4
+        assert factories.inventory_of(charge.subscription, "DV") == 4

@@ -21,6 +21,7 @@ from backoffice.models import (
     TransactionReason,
 )
 from backoffice.subscriptions import renew_due_subscriptions
+from tests import factories
 
 NOTHING = {"renewed": 0, "expired": 0, "skipped": 0, "failed": 0, "terms_created": 0}
 
@@ -31,36 +32,10 @@ def at(day: date, hour: int = 9):
                                tick=False)
 
 
-def make_catalog() -> None:
-    """DV at 50.00 a year, OV at 49.99 a year (an odd price, to see rounding)."""
-    subscriptions.create_certificate_type(code="DV", name="Domain validated", yearly_price=5000)
-    subscriptions.create_certificate_type(code="OV", name="Organization validated",
-                                          yearly_price=4999)
-    subscriptions.create_product(name="SSL bundle", certificate_types=["DV", "OV"],
-                                 terms_months=(1, 12, 24))
 
 
-def make_customer(*, reseller=None, admin_email: str | None = None, name: str = "Acme"):
-    return partners.create_customer(
-        company_name=name, address1="1 Main St", city="Springfield", postal_code="12345",
-        country="US", reseller=reseller,
-        administrative_responsibility="customer" if admin_email else "partner",
-        customer_admin_email=admin_email, actor=None)
 
 
-def make_subscription(customer, *, start: date, term_months: int = 12,
-                      inventory: dict[str, int] | None = None,
-                      auto_renew: bool = True) -> Subscription:
-    """A subscription added on its start date (so its first charge is not prorated)."""
-    product = db.session.scalar(
-        select(subscriptions.SubscriptionProduct).where(
-            subscriptions.SubscriptionProduct.name == "SSL bundle"))
-    with at(start):
-        subscription = subscriptions.add_subscription(
-            customer, product, term_months=term_months, inventory=inventory or {"DV": 10},
-            auto_renew=auto_renew, actor=None)
-    db.session.commit()
-    return subscription
 
 
 def renewal_charges(subscription_id: int) -> list[Transaction]:
@@ -83,12 +58,12 @@ def run_at(day: date) -> dict:
 
 @pytest.fixture
 def catalog(ctx):
-    make_catalog()
+    factories.catalog("renewal")
     db.session.commit()
 
 
 def test_renews_on_its_end_date_and_not_the_day_before(ctx, catalog):
-    sub = make_subscription(make_customer(), start=date(2025, 1, 15))
+    sub = factories.subscribed_on(factories.customer(), start=date(2025, 1, 15))
     sub_id = sub.id
     assert sub.end_date == date(2026, 1, 15)
 
@@ -115,7 +90,7 @@ def test_renews_on_its_end_date_and_not_the_day_before(ctx, catalog):
 
 
 def test_catch_up_after_downtime_three_terms_three_charges_then_nothing(ctx, catalog):
-    sub_id = make_subscription(make_customer(), start=date(2022, 3, 1)).id
+    sub_id = factories.subscribed_on(factories.customer(), start=date(2022, 3, 1)).id
 
     counts = run_at(date(2025, 6, 10))
     assert counts == {**NOTHING, "renewed": 1, "terms_created": 3}
@@ -171,9 +146,9 @@ def test_subscriptions_that_do_not_renew_expire_at_their_end_without_charge(
     reseller = partners.create_reseller(company_name="Resell Co", address1="2 Side St",
                                         city="Lyon", postal_code="69001", country="FR",
                                         actor=None)
-    sub = make_subscription(make_customer(reseller=reseller), start=date(2025, 5, 20))
+    sub = factories.subscribed_on(factories.customer(reseller=reseller), start=date(2025, 5, 20))
     # A subscription beside it, renewing normally, shows the run did work.
-    other_id = make_subscription(make_customer(name="Other"), start=date(2025, 5, 20)).id
+    other_id = factories.subscribed_on(factories.customer(name="Other"), start=date(2025, 5, 20)).id
     sub_id = sub.id
     with at(date(2025, 9, 1)):
         stop(sub)
@@ -198,7 +173,7 @@ def test_subscriptions_that_do_not_renew_expire_at_their_end_without_charge(
 
 
 def test_renewal_uses_renewal_inventory_and_rounds_per_line(ctx, catalog):
-    sub = make_subscription(make_customer(), start=date(2026, 1, 31), term_months=1,
+    sub = factories.subscribed_on(factories.customer(), start=date(2026, 1, 31), term_months=1,
                             inventory={"DV": 10, "OV": 2})
     sub_id = sub.id
     assert sub.end_date == date(2026, 2, 28)  # month arithmetic clamps to the month's end
@@ -223,7 +198,7 @@ def test_renewal_uses_renewal_inventory_and_rounds_per_line(ctx, catalog):
 
 
 def test_a_type_with_zero_renewal_quantity_gets_no_line(ctx, catalog):
-    sub = make_subscription(make_customer(), start=date(2026, 1, 1), term_months=1,
+    sub = factories.subscribed_on(factories.customer(), start=date(2026, 1, 1), term_months=1,
                             inventory={"DV": 2, "OV": 5})
     sub_id = sub.id
     subscriptions.set_renewal_inventory(sub, {"OV": 0}, actor=None)
@@ -237,8 +212,8 @@ def test_a_type_with_zero_renewal_quantity_gets_no_line(ctx, catalog):
 
 
 def test_one_failing_subscription_rolls_back_alone(ctx, catalog, monkeypatch):
-    bad_id = make_subscription(make_customer(), start=date(2025, 1, 1)).id
-    good_id = make_subscription(make_customer(name="Good"), start=date(2025, 1, 1)).id
+    bad_id = factories.subscribed_on(factories.customer(), start=date(2025, 1, 1)).id
+    good_id = factories.subscribed_on(factories.customer(name="Good"), start=date(2025, 1, 1)).id
     real = renewals._renew_one_term
 
     def flaky(subscription, rows):
@@ -260,7 +235,7 @@ def test_one_failing_subscription_rolls_back_alone(ctx, catalog, monkeypatch):
 
 
 def test_a_term_someone_else_created_is_skipped_not_charged_twice(ctx, catalog):
-    sub = make_subscription(make_customer(), start=date(2025, 1, 1))
+    sub = factories.subscribed_on(factories.customer(), start=date(2025, 1, 1))
     sub_id = sub.id
     # Another process inserted the next term but its subscription row still looks due.
     db.session.add(SubscriptionTerm(subscription_id=sub_id, start_date=date(2026, 1, 1),
@@ -274,7 +249,7 @@ def test_a_term_someone_else_created_is_skipped_not_charged_twice(ctx, catalog):
 
 
 def test_today_argument_overrides_the_clock(ctx, catalog):
-    sub_id = make_subscription(make_customer(), start=date(2025, 1, 1)).id
+    sub_id = factories.subscribed_on(factories.customer(), start=date(2025, 1, 1)).id
     with at(date(2025, 6, 1)):
         assert renew_due_subscriptions(today=date(2026, 1, 1))["renewed"] == 1
     assert renewal_charges(sub_id)[0].created_at == datetime(2026, 1, 1, tzinfo=UTC)
@@ -282,7 +257,7 @@ def test_today_argument_overrides_the_clock(ctx, catalog):
 
 def test_progress_reports_every_item(ctx, catalog):
     for name in ("A", "B", "C"):
-        make_subscription(make_customer(name=name), start=date(2025, 1, 1))
+        factories.subscribed_on(factories.customer(name=name), start=date(2025, 1, 1))
     seen = []
     with at(date(2026, 1, 1)):
         renew_due_subscriptions(progress=lambda done, total: seen.append((done, total)))

@@ -33,7 +33,7 @@ from backoffice.models import (
     TransactionReason,
 )
 from backoffice.subscriptions import renew_due_subscriptions
-from tests.test_renewals import make_catalog, make_customer
+from tests import factories
 
 pytestmark = pytest.mark.postgres
 
@@ -47,6 +47,7 @@ import json, sys, time
 from datetime import date
 from backoffice import create_app, renewals
 from backoffice.extensions import db
+from tests import factories
 
 delay = float(sys.argv[2])
 if delay:
@@ -75,8 +76,8 @@ def postgres_only(is_postgres):
 
 def _bulk_due_subscriptions(count: int) -> None:
     """``count`` monthly auto-renewing subscriptions ending on FIRST_END, by Core inserts."""
-    make_catalog()
-    customer_id = make_customer().id
+    factories.catalog("renewal")
+    customer_id = factories.customer().id
     product = db.session.scalar(select(SubscriptionProduct))
     dv = db.session.scalar(select(CertificateType).where(CertificateType.code == "DV"))
     ov = db.session.scalar(select(CertificateType).where(CertificateType.code == "OV"))

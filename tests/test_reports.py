@@ -23,7 +23,7 @@ from backoffice.reports import (
     report_totals,
     stream_csv,
 )
-from tests.billing_setup import charge_of, make_customer, make_product, subscribe
+from tests import factories
 from tests.conftest import make_staff
 
 NOV_10 = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
@@ -57,11 +57,11 @@ def activity(ctx):
         reseller = partners.create_reseller(company_name="Partner Co", address1="5 Road",
                                             city="Berlin", postal_code="10115", country="DE",
                                             actor=None)
-        product = make_product()
-        acme = make_customer("Acme Ltd", reseller=reseller)
-        evil = make_customer("=cmd|' /C calc'!A0", currency="EUR")
-        acme_charge = charge_of(subscribe(acme, product, {"DV": 2}))
-        evil_charge = charge_of(subscribe(evil, product, {"OV": 1}))
+        product = factories.catalog("billing")
+        acme = factories.customer("Acme Ltd", reseller=reseller)
+        evil = factories.customer("=cmd|' /C calc'!A0", currency="EUR")
+        acme_charge = factories.charge_of(factories.subscribe(acme, product, {"DV": 2}))
+        evil_charge = factories.charge_of(factories.subscribe(evil, product, {"OV": 1}))
     with time_machine.travel(NOV_10 + timedelta(days=2), tick=False):
         acme_refund = refund(acme_charge, {"DV": 1}, actor=finance)
     ctx.commit()
@@ -118,8 +118,8 @@ def test_filters_from_query_args_refuse_bad_values(app):
 
 def test_report_page_and_streamed_export_over_http(app, appctx, client_as):
     with appctx() as session, time_machine.travel(NOV_10, tick=False):
-        customer = make_customer("@Risky")
-        charge_of(subscribe(customer, make_product(), {"DV": 1}))
+        customer = factories.customer("@Risky")
+        factories.charge_of(factories.subscribe(customer, factories.catalog("billing"), {"DV": 1}))
         session.commit()
     client = client_as("finance")
     page = client.get("/admin/billing/report/?kind=charge")
@@ -151,7 +151,8 @@ def _bulk_transactions(count: int, sub=None):
     a moment instead of a Python loop.
     """
     if sub is None:
-        sub = subscribe(make_customer("Bulk Customer Ltd"), make_product(), {"DV": 1})
+        sub = factories.subscribe(factories.customer("Bulk Customer Ltd"),
+                                  factories.catalog("billing"), {"DV": 1})
         db.session.commit()
     customer = sub.customer
     n = select(literal(0).label("x")).cte("n", recursive=True)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from backoffice.extensions import db
 from backoffice.models import JobRun, Subscription, today
-from tests.test_renewals import make_catalog, make_customer, make_subscription
+from tests import factories
 
 
 @pytest.mark.browser
@@ -19,8 +19,8 @@ def test_admin_runs_the_renewal_from_the_jobs_page(appctx, sign_in):
     # A yearly subscription whose term ended three days ago: one renewal is due.
     start = today() - relativedelta(months=12) - timedelta(days=3)
     with appctx():
-        make_catalog()
-        make_subscription(make_customer(), start=start)
+        factories.catalog("renewal")
+        factories.subscribed_on(factories.customer(), start=start)
         sub_id = db.session.scalar(select(Subscription.id))
     page = sign_in("admin")
     menu = page.locator("#admin-navbar-collapse")

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from backoffice.extensions import db
 from backoffice.invoicing import issue_monthly_invoices
 from backoffice.models import clock_at, utcnow
-from tests.billing_setup import charge_of, make_customer, make_product, subscribe
+from tests import factories
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -25,11 +25,11 @@ def _customer_with_charges(appctx) -> dict:
     now = utcnow()
     with appctx() as session:
         with clock_at(now - timedelta(days=40)):
-            product = make_product()
-            customer = make_customer("Initech")
-            old = charge_of(subscribe(customer, product, {"DV": 1}))
+            product = factories.catalog("billing")
+            customer = factories.customer("Initech")
+            old = factories.charge_of(factories.subscribe(customer, product, {"DV": 1}))
         with clock_at(now - timedelta(days=2)):
-            recent = charge_of(subscribe(customer, product, {"DV": 3, "OV": 2}))
+            recent = factories.charge_of(factories.subscribe(customer, product, {"DV": 3, "OV": 2}))
         session.commit()
         return {"customer": customer.id, "old": old.id, "recent": recent.id,
                 "url": f"/admin/billing/customer/{customer.id}/transactions"}
