@@ -47,8 +47,8 @@ def pytest_configure(config):
     if REQUIRE_POSTGRES and not TEST_DATABASE_URL.startswith("postgresql"):
         raise pytest.UsageError("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not PostgreSQL")
     config.addinivalue_line(
-        "markers", "clock(moment): freeze the clock at this aware moment for the whole test, "
-                   "fixtures included")
+        "markers", "clock(moment, tick=False): move the clock to this aware moment for the whole "
+                   "test, fixtures included")
     if config.getoption("--clock"):
         # time.monotonic() is left real, so timeouts and lock waits behave as usual.
         traveller = time_machine.travel(_parse_moment(config.getoption("--clock")), tick=True)
@@ -74,12 +74,13 @@ _SESSION_CLOCK = pytest.StashKey[time_machine.travel]()
 @pytest.fixture(autouse=True)
 def _frozen_clock(request):
     """``@pytest.mark.clock(moment)``: the whole test, its fixtures included, runs at
-    ``moment`` with the clock stopped, so nothing in it mixes real and travelled time."""
+    ``moment`` with the clock stopped (``tick=True``: running from there), so nothing in
+    it mixes real and travelled time."""
     marker = request.node.get_closest_marker("clock")
     if marker is None:
         yield
         return
-    with time_machine.travel(marker.args[0], tick=False):
+    with time_machine.travel(marker.args[0], tick=marker.kwargs.get("tick", False)):
         yield
 
 
