@@ -6,19 +6,32 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := app
 
-.PHONY: run test lint serve clean
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+# Locked versions, with hashes (`make lock` writes them from pyproject.toml).
+RUN_LOCK := requirements/run.lock
+PROD_LOCK := requirements/prod.lock
+DEV_LOCK := requirements/dev.lock
+# Only `make lock` needs uv; installs use plain pip.
+UV_VERSION ?= 0.13.9
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
+	--python-version 3.11 \
+	--custom-compile-command "make lock" $(LOCK_ARGS)
+
+.PHONY: run test lint fmt typecheck lock lock-upgrade clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Runtime dependencies only.
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+# Runtime dependencies only, from the lock; then the project itself without resolving.
+$(VENV)/.runtime: $(RUN_LOCK) pyproject.toml | $(BIN)/python
+	$(PIP) --require-hashes -r $(RUN_LOCK)
+	$(PIP) --no-deps -e .
 	touch $@
 
-# Runtime plus the dev extras (pytest, playwright, hypothesis, time-machine, ruff).
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+# Runtime plus every extra (postgres, redis, prod) and the dev tools, from the lock.
+$(VENV)/.dev: $(DEV_LOCK) pyproject.toml | $(BIN)/python
+	$(PIP) --require-hashes -r $(DEV_LOCK)
+	$(PIP) --no-deps -e .
 	touch $@ $(VENV)/.runtime
 
 instance/secret_key:
@@ -40,5 +53,29 @@ test: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 
+## make fmt: fix what ruff can and format (FMT_PATHS, default: the whole tree).
+FMT_PATHS ?= .
+fmt: $(VENV)/.dev
+	$(BIN)/ruff check --fix $(FMT_PATHS)
+	$(BIN)/ruff format $(FMT_PATHS)
+
+## make typecheck: mypy on backoffice/ (settings in pyproject.toml).
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy
+
+$(BIN)/uv: | $(BIN)/python
+	$(PIP) uv==$(UV_VERSION)
+
+## make lock: rewrite the locks from pyproject.toml, keeping every pin that still fits;
+## make lock-upgrade: move every package to its newest version within the bounds.
+## dev.lock is resolved first; run.lock and prod.lock take the same versions from it.
+lock: $(BIN)/uv
+	$(UV_COMPILE) --extra dev -o $(DEV_LOCK)
+	$(UV_COMPILE) -c $(DEV_LOCK) -o $(RUN_LOCK)
+	$(UV_COMPILE) --extra postgres --extra redis --extra prod -c $(DEV_LOCK) -o $(PROD_LOCK)
+
+lock-upgrade:
+	$(MAKE) lock LOCK_ARGS=--upgrade
+
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache .mypy_cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,8 +26,6 @@ def create_app(config: Mapping | None = None) -> Flask:
         app.config.update(config)
     _refuse_default_secret(app)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     db.init_app(app)
     with app.app_context():

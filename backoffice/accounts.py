@@ -51,6 +51,13 @@ def _require(actor, permission: Permission, doing: str) -> None:
         raise PermissionDenied(f"Your role cannot {doing}; ask an admin.")
 
 
+def _organization_of(profile: Profile) -> Organization:
+    """The organization of a profile whose ``organization_id`` is set."""
+    organization = profile.organization
+    assert organization is not None, f"profile {profile.id} has no organization"
+    return organization
+
+
 # --------------------------------------------------------------------------- profiles
 
 
@@ -210,7 +217,7 @@ def visible_orders(profile: Profile) -> list[Order]:
     """
     if profile.organization_id is None:
         return _orders_of(select(Profile.id).where(Profile.id == profile.id))
-    return organization_orders(profile.organization)
+    return organization_orders(_organization_of(profile))
 
 
 def organization_orders(organization: Organization) -> list[Order]:
@@ -240,7 +247,7 @@ def upgrade_to_corporate(profile: Profile, *, organization_name: str, actor) -> 
         raise InvalidInput("Give the organization a name.")
     profile = lock(Profile, profile.id, "Profile")
     if profile.organization_id is not None:
-        raise Conflict(f"{profile.email} already belongs to {profile.organization.name}.")
+        raise Conflict(f"{profile.email} already belongs to {_organization_of(profile).name}.")
     organization = Organization(name=name, created_at=utcnow())
     db.session.add(organization)
     db.session.flush()
@@ -261,10 +268,10 @@ def link_profile(organization: Organization, profile: Profile, *, actor) -> None
     if profile.organization_id == organization.id:
         raise Conflict(f"{profile.email} is already linked to {organization.name}.")
     if profile.org_role == OrgRole.MAIN:
-        raise Conflict(f"{profile.email} is the main contact of {profile.organization.name} "
+        raise Conflict(f"{profile.email} is the main contact of {_organization_of(profile).name} "
                        "and cannot join another organization.")
     if profile.organization_id is not None:
-        raise Conflict(f"{profile.email} already belongs to {profile.organization.name}; "
+        raise Conflict(f"{profile.email} already belongs to {_organization_of(profile).name}; "
                        "an admin must unlink it first.")
     profile.organization_id = organization.id
     profile.org_role = OrgRole.SECONDARY
@@ -285,9 +292,9 @@ def unlink_profile(profile: Profile, *, reason: str, actor) -> None:
     if profile.organization_id is None:
         raise Conflict(f"{profile.email} is not linked to any organization.")
     if profile.org_role == OrgRole.MAIN:
-        raise Conflict(f"{profile.email} is the main contact of {profile.organization.name}; "
+        raise Conflict(f"{profile.email} is the main contact of {_organization_of(profile).name}; "
                        "the main contact cannot be unlinked.")
-    organization = profile.organization
+    organization = _organization_of(profile)
     profile.organization_id = None
     profile.org_role = None
     profile.linked_at = None
@@ -494,9 +501,10 @@ def ledger_sum(profile: Profile) -> int:
 def check_legacy_transfer(account: LegacyAccount, profile: Profile) -> None:
     """Raise the reason a legacy balance cannot move to ``profile``, if there is one."""
     if account.transferred_at is not None:
+        moved_to = account.transferred_to  # set with transferred_at (transfer_complete)
         raise Conflict(
             f"The balance of legacy account {account.legacy_number} was already moved to "
-            f"{account.transferred_to.email} on {account.transferred_at:%Y-%m-%d}; "
+            f"{moved_to.email if moved_to else '?'} on {account.transferred_at:%Y-%m-%d}; "
             "it moves only once.")
     if account.credit_balance <= 0:
         raise Conflict(f"Legacy account {account.legacy_number} has no credit to move.")

@@ -33,7 +33,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, str | int | bool) or value is None:
-        return value if not hasattr(value, "value") else value.value
+        return getattr(value, "value", value)
     return str(value)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from typing import NoReturn
 
 import click
 from flask import Flask
@@ -30,7 +31,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(jobs_group)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     db.session.rollback()
     click.secho(message, fg="red", err=True)
     sys.exit(1)
@@ -88,7 +89,7 @@ def bootstrap_command(admin_email: str, demo: bool) -> None:
     """First start: seed demo data when empty and create a first admin, printing its login."""
     from .demo import seed
 
-    has_staff = db.session.scalar(select(func.count(StaffUser.id))) > 0
+    has_staff = (db.session.scalar(select(func.count(StaffUser.id))) or 0) > 0
     try:
         if demo:
             counts = seed()
@@ -179,7 +180,8 @@ def jobs_run_command() -> None:
 
     from .jobs import build_scheduler
 
-    scheduler = build_scheduler(current_app._get_current_object(), BlockingScheduler)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    scheduler = build_scheduler(app, BlockingScheduler)
     click.echo("Scheduler running; Ctrl+C stops it.")
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         scheduler.start()

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from flask import Config
+
+#: Any setting can be given as BACKOFFICE_<NAME> (see ``from_environment``).
+ENV_PREFIX = "BACKOFFICE"
+
 #: The key that ships with the code; the app refuses to start with it outside debug/testing.
 DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"
 
@@ -29,7 +34,22 @@ def _secret_key(instance_path: str) -> str:
 
 
 def from_environment(instance_path: str) -> dict:
-    """Build the configuration mapping from environment variables."""
+    """Build the configuration mapping from environment variables.
+
+    The documented names (DATABASE_URL, SECRET_KEY, SCHEDULER_ENABLED, SMTP_HOST, ...) are
+    read first. Then any setting, documented or not, can be set or overridden as
+    ``BACKOFFICE_<SETTING>`` through Flask's ``from_prefixed_env``: values are parsed as
+    JSON when they can be (``true``, ``7200``, ``["a", "b"]``) and kept as strings
+    otherwise, and ``__`` reaches into a dict setting
+    (``BACKOFFICE_SQLALCHEMY_ENGINE_OPTIONS__pool_size=10``).
+    """
+    config = Config(instance_path, _documented_settings(instance_path))
+    config.from_prefixed_env(ENV_PREFIX)
+    return dict(config)
+
+
+def _documented_settings(instance_path: str) -> dict:
+    """The settings the README documents, under their own environment names."""
     sqlite_path = Path(instance_path) / "backoffice.db"
     return {
         "SECRET_KEY": _secret_key(instance_path),

@@ -148,8 +148,8 @@ def issue_monthly_invoices(*, month: date, actor=None) -> list[Invoice]:
         ).all()
         if not transactions:  # another run took them meanwhile
             continue
-        issued.append(_issue(db.session.get(Customer, customer_id), month, transactions,
-                             actor=actor))
+        issued.append(_issue(db.session.get_one(Customer, customer_id), month,
+                             list(transactions), actor=actor))
     return issued
 
 
@@ -186,7 +186,8 @@ def _issue(customer: Customer, month: date, transactions: list[Transaction], *,
 @event.listens_for(InvoiceLine, "before_update")
 def _refuse_update(_mapper, _connection, target) -> None:
     # Adding a line to an invoice's collection marks it dirty without changing a column.
-    if not object_session(target).is_modified(target, include_collections=False):
+    session = object_session(target)
+    if session is not None and not session.is_modified(target, include_collections=False):
         return
     raise RuntimeError(f"{type(target).__name__} {target.id} is issued and cannot be changed")
 

@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from email.message import EmailMessage
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from dateutil.relativedelta import relativedelta
@@ -62,7 +63,7 @@ class Job:
     name: str
     title: str
     body: Callable[[], dict]
-    trigger: Callable[[], object]
+    trigger: Callable[[], BaseTrigger]
     schedule: str
     lease: timedelta = timedelta(minutes=30)
 
@@ -336,7 +337,7 @@ def acquire_lease(name: str, holder: str, duration: timedelta) -> bool:
         update(JobLock)
         .where(JobLock.job == name, (JobLock.lease_until <= now) | (JobLock.holder == holder))
         .values(holder=holder, lease_until=now + duration)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]  # an UPDATE's CursorResult
     db.session.commit()
     return taken == 1
 
@@ -381,11 +382,11 @@ def run_job(name: str, *, trigger: str = "schedule",
     except Exception as exc:  # the run must be recorded as failed whatever went wrong
         db.session.rollback()
         log.exception("job %s failed", name)
-        run = db.session.get(JobRun, run_id)
+        run = db.session.get_one(JobRun, run_id)
         run.status = JobStatus.FAILED
         run.error = f"{exc.__class__.__name__}: {exc}\n{traceback.format_exc()}"[:10000]
     else:
-        run = db.session.get(JobRun, run_id)
+        run = db.session.get_one(JobRun, run_id)
         run.status = JobStatus.SUCCEEDED
         run.details = details
         run.processed = sum(v for v in details.values() if isinstance(v, int))

@@ -17,7 +17,7 @@ def next_value(name: str) -> int:
     result = db.session.execute(
         update(Counter).where(Counter.name == name).values(value=Counter.value + 1)
     )
-    if result.rowcount == 0:
+    if result.rowcount == 0:  # type: ignore[attr-defined]  # an UPDATE's CursorResult
         # First use: create the row. A concurrent creator makes one of us fail on the
         # primary key; that transaction is retried by its caller like any conflict.
         db.session.add(Counter(name=name, value=1))

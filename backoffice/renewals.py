@@ -148,6 +148,7 @@ def _process(subscription_id: int, as_of: date, *, wait: bool = True) -> tuple[s
         .order_by(Inventory.id).with_for_update(of=Inventory)
         .execution_options(populate_existing=True)
     ).all()
+    rows = list(rows)
     blocker = renewal_blocker(subscription, rows)
     if blocker is not None:
         subscription.status = SubscriptionStatus.EXPIRED

@@ -187,7 +187,7 @@ def report_page(filters: ReportFilters, *, page: int = 0, per_page: int = 100) -
     """One page of the report, newest first, for the screen (the export has every row)."""
     query = report_query(filters).order_by(None).order_by(
         Transaction.created_at.desc(), Transaction.id.desc())
-    return db.session.execute(query.limit(per_page).offset(page * per_page)).all()
+    return list(db.session.execute(query.limit(per_page).offset(page * per_page)).all())
 
 
 @lru_cache(maxsize=64)

@@ -99,3 +99,37 @@ def test_scheduler_does_not_start_while_testing(tmp_path):
     app = create_app(_config(tmp_path, SECRET_KEY="k", TESTING=True, SCHEDULER_ENABLED=True))
     assert app.extensions.get("backoffice_scheduler") is None
     _dispose(app)
+
+
+def test_any_setting_can_be_given_with_the_backoffice_prefix(tmp_path, monkeypatch):
+    monkeypatch.setenv("BACKOFFICE_WTF_CSRF_TIME_LIMIT", "7200")
+    monkeypatch.setenv("BACKOFFICE_SESSION_COOKIE_SECURE", "true")
+    monkeypatch.setenv("BACKOFFICE_MAIL_FROM", "ops@example.com")
+    monkeypatch.setenv("BACKOFFICE_SQLALCHEMY_ENGINE_OPTIONS__pool_recycle", "300")
+    config = from_environment(str(tmp_path))
+    # values are parsed as JSON when they can be, kept as strings otherwise
+    assert config["WTF_CSRF_TIME_LIMIT"] == 7200
+    assert config["SESSION_COOKIE_SECURE"] is True
+    assert config["MAIL_FROM"] == "ops@example.com"
+    # ``__`` reaches into a dict setting and keeps its other keys
+    assert config["SQLALCHEMY_ENGINE_OPTIONS"] == {"pool_pre_ping": True, "pool_recycle": 300}
+
+
+def test_the_prefixed_name_wins_over_the_documented_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMTP_PORT", "2525")
+    monkeypatch.setenv("BACKOFFICE_SMTP_PORT", "587")
+    monkeypatch.setenv("SCHEDULER_ENABLED", "yes")
+    monkeypatch.setenv("BACKOFFICE_SCHEDULER_ENABLED", "false")
+    config = from_environment(str(tmp_path))
+    assert config["SMTP_PORT"] == 587
+    assert config["SCHEDULER_ENABLED"] is False
+
+
+def test_prefixed_settings_reach_the_app_and_explicit_config_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("BACKOFFICE_DISPLAY_LOCALE", "de_DE")
+    monkeypatch.setenv("BACKOFFICE_LOGIN_RATE_LIMIT", "3 per minute")
+    app = create_app(_config(tmp_path, SECRET_KEY="k", TESTING=True,
+                             LOGIN_RATE_LIMIT="7 per minute"))
+    assert app.config["DISPLAY_LOCALE"] == "de_DE"
+    assert app.config["LOGIN_RATE_LIMIT"] == "7 per minute"
+    _dispose(app)

@@ -33,6 +33,7 @@ from datetime import timedelta
 from apscheduler.triggers.interval import IntervalTrigger
 
 from backoffice import create_app, jobs
+from backoffice.logconfig import configure_logging
 
 
 def tick():
@@ -46,6 +47,7 @@ def registry():
 
 
 jobs.registry = registry
+configure_logging()  # as app.py does: the scheduler's start is read from the log
 app = create_app({"SQLALCHEMY_DATABASE_URI": os.environ["TICK_DATABASE_URL"],
                   "SECRET_KEY": "gunicorn-test-secret", "SCHEDULER_ENABLED": True})
 """

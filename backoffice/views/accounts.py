@@ -312,11 +312,12 @@ class CorporateRequestView(ReadOnlyModelView):
 
 
 def _transfer_state(_view, _context, model: LegacyAccount, _name) -> Markup | str:
-    if model.transferred_at is None:
+    moved_to = model.transferred_to  # set with transferred_at (transfer_complete)
+    if model.transferred_at is None or moved_to is None:
         return "waiting" if model.credit_balance > 0 else "nothing to move"
     return Markup("moved {} to {} on {}").format(
         fmt_money(model.transferred_amount, model.currency),
-        link_to("profile", model.transferred_to, model.transferred_to.email),
+        link_to("profile", moved_to, moved_to.email),
         fmt_datetime(model.transferred_at))
 
 
