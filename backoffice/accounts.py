@@ -8,6 +8,7 @@ from sqlalchemy import func, or_, select
 
 from . import audit
 from .auth import Permission, has_permission
+from .clock import utcnow
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from .extensions import db
 from .locks import lock
@@ -31,7 +32,6 @@ from .models import (
     PaymentMethod,
     Profile,
     RequestStatus,
-    utcnow,
 )
 from .money import format_money
 from .numbering import next_number

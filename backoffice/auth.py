@@ -25,9 +25,10 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 from . import audit
+from .clock import utcnow
 from .errors import Conflict, InvalidInput
 from .extensions import db, limiter, login_manager
-from .models import StaffRole, StaffUser, utcnow
+from .models import StaffRole, StaffUser
 
 MIN_PASSWORD_LENGTH = 12
 

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
 
 from . import audit
+from .clock import today, utcnow
 from .extensions import db
 from .models import (
     CreditEntry,
@@ -41,8 +42,6 @@ from .models import (
     Subscription,
     SubscriptionStatus,
     TransactionLine,
-    today,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,6 @@ under concurrency are backed by constraints here, not only by domain code.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -35,30 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from .clock import utcnow
 from .extensions import db
-
-#: set only by :func:`clock_at` (the demo seeder replays history with it)
-_clock_override: ContextVar[datetime | None] = ContextVar("clock_override", default=None)
-
-
-def utcnow() -> datetime:
-    """The current time, aware, in UTC: the only clock the application reads."""
-    return _clock_override.get() or datetime.now(UTC)
-
-
-@contextmanager
-def clock_at(moment: datetime) -> Iterator[None]:
-    """Run domain code as if it were ``moment`` (aware UTC), e.g. to seed past activity."""
-    token = _clock_override.set(moment.astimezone(UTC))
-    try:
-        yield
-    finally:
-        _clock_override.reset(token)
-
-
-def today() -> date:
-    """Today's date in UTC."""
-    return utcnow().date()
 
 
 class UTCDateTime(TypeDecorator):

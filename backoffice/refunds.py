@@ -14,16 +14,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from . import audit
+from .clock import utcnow
 from .errors import Conflict, InvalidInput, NotFound
 from .extensions import db
-from .models import (
-    Inventory,
-    Transaction,
-    TransactionKind,
-    TransactionLine,
-    TransactionReason,
-    utcnow,
-)
+from .models import Inventory, Transaction, TransactionKind, TransactionLine, TransactionReason
 from .money import prorate
 from .validation import positive_counts
 

@@ -9,6 +9,7 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
 from . import audit
+from .clock import today, utcnow
 from .errors import Conflict, InvalidInput, NotFound
 from .extensions import db
 from .locks import lock
@@ -25,8 +26,6 @@ from .models import (
     TransactionKind,
     TransactionLine,
     TransactionReason,
-    today,
-    utcnow,
 )
 from .money import prorate
 from .partners import ensure_reseller_active

@@ -12,6 +12,7 @@ import time_machine
 from sqlalchemy import func, select
 
 from backoffice import jobs, subscriptions
+from backoffice.clock import utcnow
 from backoffice.extensions import db
 from backoffice.models import (
     AuditEvent,
@@ -24,7 +25,6 @@ from backoffice.models import (
     TransactionKind,
     TransactionLine,
     TransactionReason,
-    utcnow,
 )
 from tests.test_renewals import at, make_catalog, make_customer, make_subscription
 

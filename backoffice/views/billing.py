@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from .. import invoicing, refunds, reports
 from ..auth import Permission
+from ..clock import today, utcnow
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
 from ..models import (
@@ -31,8 +32,6 @@ from ..models import (
     Transaction,
     TransactionKind,
     TransactionReason,
-    today,
-    utcnow,
 )
 from ..money import to_decimal
 from .base import SecureBaseView, fmt_datetime, run_domain

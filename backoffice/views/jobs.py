@@ -11,9 +11,10 @@ from sqlalchemy import select
 
 from .. import audit
 from ..auth import Permission
+from ..clock import utcnow
 from ..extensions import db
 from ..jobs import Job, registry, run_job
-from ..models import JobRun, JobStatus, utcnow
+from ..models import JobRun, JobStatus
 from .base import SecureBaseView
 
 CATEGORY = "System"

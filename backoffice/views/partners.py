@@ -20,6 +20,7 @@ from wtforms.validators import DataRequired, Email, Length, Optional
 
 from .. import partners, subscriptions
 from ..auth import Permission
+from ..clock import today
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
 from ..models import (
@@ -32,7 +33,6 @@ from ..models import (
     SubscriptionProduct,
     SubscriptionTerm,
     Transaction,
-    today,
 )
 from .base import (
     DomainModelView,
