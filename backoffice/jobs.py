@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
 
-from . import audit
+from . import audit, renewals
 from .clock import today, utcnow
 from .extensions import db
 from .models import (
@@ -263,9 +263,7 @@ def _queue_notice(subscription_id: int, as_of: date) -> str:
 
 def renew_subscriptions() -> dict:
     """The renewal job: renew or expire every subscription whose term has ended."""
-    from .subscriptions import renew_due_subscriptions
-
-    return renew_due_subscriptions(progress=_progress.get())
+    return renewals.renew_due_subscriptions(progress=_progress.get())
 
 
 def previous_month(as_of: date) -> date:

@@ -35,6 +35,7 @@ from .models import (
     TransactionLine,
     TransactionReason,
 )
+from .pricing import price_line, term_end
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,6 @@ def _process(subscription_id: int, as_of: date, *, wait: bool = True) -> tuple[s
 
 def _renew_one_term(subscription: Subscription, rows: list[Inventory]) -> None:
     """The next term from the old end date: inventory := renewal inventory, one charge."""
-    from .subscriptions import price_line, term_end  # imported late: subscriptions imports us
-
     start = subscription.end_date
     end = term_end(start, subscription.term_months)
     renewed_at = datetime.combine(start, time(0), tzinfo=UTC)
