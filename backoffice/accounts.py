@@ -7,7 +7,6 @@ import secrets
 from sqlalchemy import func, or_, select
 
 from . import audit
-from .auth import Permission, has_permission
 from .clock import utcnow
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from .extensions import db
@@ -35,6 +34,7 @@ from .models import (
 )
 from .money import format_money
 from .numbering import next_number
+from .permissions import Permission, has_permission
 from .validation import country_code, currency_code, normalize_email, positive_counts
 
 #: billing fields an order must carry, and how they are named to people

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from . import auth
+from . import staff
 from .audit import verify_chain
 from .errors import DomainError
 from .extensions import db
@@ -46,13 +46,13 @@ def _fail(message: str) -> None:
 def create_staff_command(email: str, role: str, name: str, generate: bool) -> None:
     """Create a staff account; prompts for a password unless --generate is given."""
     if generate or not sys.stdin.isatty():
-        password = auth.generate_password()
+        password = staff.generate_password()
         show = True
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         show = False
     try:
-        user = auth.create_staff(email=email, name=name, role=role, password=password,
+        user = staff.create_staff(email=email, name=name, role=role, password=password,
                                  actor=None)
         db.session.commit()
     except DomainError as exc:
@@ -96,8 +96,8 @@ def bootstrap_command(admin_email: str, demo: bool) -> None:
                 click.echo("Demo data: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
         password = None
         if not has_staff:
-            password = auth.generate_password()
-            auth.create_staff(email=admin_email, name="Administrator", role="admin",
+            password = staff.generate_password()
+            staff.create_staff(email=admin_email, name="Administrator", role="admin",
                               password=password, actor=None)
         db.session.commit()
     except DomainError as exc:

@@ -14,7 +14,6 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from .. import accounts
-from ..auth import Permission
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
 from ..models import (
@@ -29,6 +28,7 @@ from ..models import (
     RequestStatus,
 )
 from ..money import to_minor
+from ..permissions import Permission
 from .base import (
     ReadOnlyModelView,
     fmt_datetime,

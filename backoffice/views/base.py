@@ -15,10 +15,10 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 
-from ..auth import Permission, has_permission
 from ..errors import DomainError
 from ..extensions import db
 from ..money import format_money
+from ..permissions import Permission, has_permission
 
 
 def _locale() -> str:

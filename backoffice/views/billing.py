@@ -20,7 +20,6 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from .. import invoicing, refunds, reports
-from ..auth import Permission
 from ..clock import today, utcnow
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
@@ -34,6 +33,7 @@ from ..models import (
     TransactionReason,
 )
 from ..money import to_decimal
+from ..permissions import Permission
 from .base import SecureBaseView, fmt_datetime, run_domain
 
 CATEGORY = "Finance"

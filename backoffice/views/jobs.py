@@ -10,11 +10,11 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from .. import audit
-from ..auth import Permission
 from ..clock import utcnow
 from ..extensions import db
 from ..jobs import Job, registry, run_job
 from ..models import JobRun, JobStatus
+from ..permissions import Permission
 from .base import SecureBaseView
 
 CATEGORY = "System"

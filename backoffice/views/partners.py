@@ -19,7 +19,6 @@ from wtforms import EmailField, RadioField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from .. import partners, subscriptions
-from ..auth import Permission
 from ..clock import today
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
@@ -34,6 +33,7 @@ from ..models import (
     SubscriptionTerm,
     Transaction,
 )
+from ..permissions import Permission
 from .base import (
     DomainModelView,
     ReadOnlyModelView,

@@ -12,8 +12,7 @@ from sqlalchemy import select
 from wtforms import BooleanField, EmailField, IntegerField, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from .. import auth, subscriptions
-from ..auth import Permission
+from .. import staff, subscriptions
 from ..errors import InvalidInput
 from ..extensions import db
 from ..models import (
@@ -29,6 +28,7 @@ from ..models import (
     SubscriptionProduct,
 )
 from ..money import format_money
+from ..permissions import Permission
 from .base import DomainModelView, ReadOnlyModelView, run_domain
 
 CATEGORY = "System"
@@ -43,7 +43,7 @@ class StaffCreateForm(FlaskForm):
     role = SelectField("Role", choices=ROLE_CHOICES)
     password = StringField(
         "Password", validators=[Optional()],
-        description=f"At least {auth.MIN_PASSWORD_LENGTH} characters. Leave empty to "
+        description=f"At least {staff.MIN_PASSWORD_LENGTH} characters. Leave empty to "
                     "generate one; it is shown once.",
     )
 
@@ -69,8 +69,8 @@ class StaffUserView(DomainModelView):
     edit_form_class = StaffEditForm
 
     def create_from_form(self, form):
-        password = form.password.data or auth.generate_password()
-        user = auth.create_staff(email=form.email.data, name=form.name.data,
+        password = form.password.data or staff.generate_password()
+        user = staff.create_staff(email=form.email.data, name=form.name.data,
                                  role=form.role.data, password=password, actor=current_user)
         if not form.password.data:
             flash(Markup("Password for {}: <code>{}</code> (shown once).").format(
@@ -78,7 +78,7 @@ class StaffUserView(DomainModelView):
         return user
 
     def update_from_form(self, form, model):
-        auth.update_staff(model, name=form.name.data, role=form.role.data, actor=current_user)
+        staff.update_staff(model, name=form.name.data, role=form.role.data, actor=current_user)
         return model
 
     def is_action_allowed(self, name):
@@ -103,21 +103,21 @@ class StaffUserView(DomainModelView):
     @action("deactivate", "Deactivate", "Deactivate the selected staff accounts?")
     def action_deactivate(self, ids):
         self._each_selected(
-            ids, lambda u: auth.set_staff_active(u, False, actor=current_user),
+            ids, lambda u: staff.set_staff_active(u, False, actor=current_user),
             "{count} account(s) deactivated.")
 
     @action("activate", "Activate", "Reactivate the selected staff accounts?")
     def action_activate(self, ids):
         self._each_selected(
-            ids, lambda u: auth.set_staff_active(u, True, actor=current_user),
+            ids, lambda u: staff.set_staff_active(u, True, actor=current_user),
             "{count} account(s) reactivated.")
 
     @action("reset_password", "Reset password",
             "Generate a new password for the selected accounts? The old ones stop working.")
     def action_reset_password(self, ids):
         def reset(user):
-            password = auth.generate_password()
-            auth.set_staff_password(user, password, actor=current_user)
+            password = staff.generate_password()
+            staff.set_staff_password(user, password, actor=current_user)
             return Markup("New password for {}: <code>{}</code> (shown once).").format(
                 user.email, password)
 
