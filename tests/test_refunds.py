@@ -299,7 +299,7 @@ def test_support_sees_transactions_but_cannot_refund(customer_page, client_as, a
 
 
 def test_customer_transactions_url(app, customer_page):
-    from backoffice.views.billing import customer_transactions_url
+    from backoffice.views.finance import customer_transactions_url
 
     with app.test_request_context():
         assert customer_transactions_url(customer_page["customer"]) == \
