@@ -10,14 +10,17 @@ import contextlib
 import sys
 
 import click
-from flask import Flask
+from apscheduler.schedulers.blocking import BlockingScheduler
+from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
 from . import staff
 from .audit import verify_chain
+from .demo import seed
 from .errors import DomainError
 from .extensions import db
+from .jobs import build_scheduler, registry, run_job
 from .models import StaffRole, StaffUser
 
 
@@ -67,8 +70,6 @@ def create_staff_command(email: str, role: str, name: str, generate: bool) -> No
 @with_appcontext
 def seed_demo_command(profiles: int) -> None:
     """Fill the database with believable demo data; running it again adds nothing."""
-    from .demo import seed
-
     try:
         counts = seed(profiles=profiles)
         db.session.commit()
@@ -86,8 +87,6 @@ def seed_demo_command(profiles: int) -> None:
 @with_appcontext
 def bootstrap_command(admin_email: str, demo: bool) -> None:
     """First start: seed demo data when empty and create a first admin, printing its login."""
-    from .demo import seed
-
     has_staff = db.session.scalar(select(func.count(StaffUser.id))) > 0
     try:
         if demo:
@@ -134,8 +133,6 @@ def jobs_group() -> None:
 @with_appcontext
 def jobs_list_command() -> None:
     """List every job and its schedule."""
-    from .jobs import registry
-
     for job in registry().values():
         click.echo(f"{job.name:18} {job.schedule:30} {job.title}")
 
@@ -145,8 +142,6 @@ def jobs_list_command() -> None:
 @with_appcontext
 def jobs_run_once_command(name: str) -> None:
     """Run one job now, under its lease, with a progress bar, and print what it did."""
-    from .jobs import registry, run_job
-
     if name not in registry():
         _fail(f"No job named {name}; see `flask jobs list`.")
     with contextlib.ExitStack() as stack:
@@ -174,11 +169,6 @@ def jobs_run_once_command(name: str) -> None:
 @with_appcontext
 def jobs_run_command() -> None:
     """Run the scheduler in this process (production: one such process beside the web)."""
-    from apscheduler.schedulers.blocking import BlockingScheduler
-    from flask import current_app
-
-    from .jobs import build_scheduler
-
     scheduler = build_scheduler(current_app._get_current_object(), BlockingScheduler)
     click.echo("Scheduler running; Ctrl+C stops it.")
     with contextlib.suppress(KeyboardInterrupt, SystemExit):

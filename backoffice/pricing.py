@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
 
 from dateutil.relativedelta import relativedelta
 
 from .clock import today
+from .models import CertificateType
 from .money import prorate
-
-if TYPE_CHECKING:
-    from .models import CertificateType
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 
+from ..dashboard import summary
 from ..errors import DomainError
 from ..extensions import db
 from ..money import format_money
@@ -141,8 +142,6 @@ class ConsoleIndexView(SecureMixin, AdminIndexView):
 
     @expose("/")
     def index(self):
-        from ..dashboard import summary
-
         return self.render("admin/index.html", summary=summary())
 
 
