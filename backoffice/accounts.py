@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from . import audit
 from .clock import utcnow
@@ -67,11 +67,6 @@ def create_profile(*, email: str, name: str, currency: str = "USD") -> Profile:
     db.session.flush()
     audit.record(None, "profile.create", profile, {"email": email}, actor_label="storefront")
     return profile
-
-
-def profile_by_email(email: str) -> Profile | None:
-    """The profile with this email (any case), or None."""
-    return db.session.scalar(select(Profile).where(Profile.email == (email or "").strip().lower()))
 
 
 # --------------------------------------------------------------------------- orders
@@ -482,13 +477,6 @@ def _post_credit(profile: Profile, amount: int, kind: CreditKind, *, actor, memo
     db.session.add(entry)
     db.session.flush()
     return entry
-
-
-def ledger_sum(profile: Profile) -> int:
-    """The sum of a profile's ledger entries (what its balance must equal)."""
-    return db.session.scalar(
-        select(func.coalesce(func.sum(CreditEntry.amount), 0))
-        .where(CreditEntry.profile_id == profile.id)) or 0
 
 
 def check_legacy_transfer(account: LegacyAccount, profile: Profile) -> None:

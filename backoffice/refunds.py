@@ -43,10 +43,6 @@ class RefundQuoteLine:
     amount: int  # what this refund gives back for the line, minor units, positive
     takes_last: bool  # this refund takes the line's last certificate
 
-    @property
-    def remaining_after(self) -> int:
-        return self.quantity - self.already_refunded - self.count
-
 
 @dataclass(frozen=True)
 class RefundQuote:

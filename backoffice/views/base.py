@@ -217,15 +217,15 @@ class DomainModelView(ReadOnlyModelView):
         return response
 
     def create_model(self, form):
-        return self._apply(lambda: self.create_from_form(form), "created")
+        return self._apply(lambda: self.create_from_form(form))
 
     def update_model(self, form, model):
-        return self._apply(lambda: self.update_from_form(form, model), "saved")
+        return self._apply(lambda: self.update_from_form(form, model))
 
     def delete_model(self, model):  # deleting is never a console action
         abort(403)
 
-    def _apply(self, operation, verb: str):
+    def _apply(self, operation):
         ok, result = run_domain(operation)
         if not ok:
             return False
