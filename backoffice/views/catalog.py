@@ -6,7 +6,7 @@ from flask_admin.contrib.sqla.fields import QuerySelectMultipleField
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import BooleanField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, IntegerField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
 from .. import subscriptions
@@ -28,7 +28,7 @@ class CertificateTypeCreateForm(FlaskForm):
     code = StringField("Code", validators=[DataRequired(), Length(max=32)],
                        description="Short unique code, e.g. DV, OV, EV-CAAS.")
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    kind = SelectField("Kind", choices=[(k.value, k.value) for k in CertificateKind])
+    kind = SelectField("Kind", choices=[SelectChoice(k.value) for k in CertificateKind])
     yearly_price = IntegerField(
         "Yearly price (minor units)", validators=[InputRequired(), NumberRange(min=0)],
         description="Price of one certificate for twelve months, in cents: 5000 = 50.00.")

@@ -15,7 +15,7 @@ from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import EmailField, RadioField, SelectField, StringField
+from wtforms import EmailField, RadioField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from .. import partners, subscriptions
@@ -45,11 +45,12 @@ from .finance import customer_transactions_url
 
 CATEGORY = "Partners"
 
-COUNTRY_CHOICES = [("", "Choose a country")] + sorted(
-    ((c.alpha_2, c.name) for c in pycountry.countries), key=lambda choice: choice[1])
-CURRENCY_CHOICES = [("USD", "USD"), ("EUR", "EUR"), ("GBP", "GBP")]
-RESPONSIBILITY_CHOICES = [("partner", "Partner administered"),
-                          ("customer", "Customer administered")]
+COUNTRY_CHOICES = [SelectChoice("", "Choose a country")] + sorted(
+    (SelectChoice(c.alpha_2, c.name) for c in pycountry.countries),
+    key=lambda choice: choice.label)
+CURRENCY_CHOICES = [SelectChoice(code) for code in ("USD", "EUR", "GBP")]
+RESPONSIBILITY_CHOICES = [SelectChoice("partner", "Partner administered"),
+                          SelectChoice("customer", "Customer administered")]
 
 
 def parse_counts(form, codes, prefix: str = "qty_") -> dict[str, int]:

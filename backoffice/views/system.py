@@ -11,7 +11,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from sqlalchemy import select
-from wtforms import EmailField, SelectField, StringField
+from wtforms import EmailField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 from .. import audit, staff
@@ -33,7 +33,7 @@ from .base import DomainModelView, ReadOnlyModelView, SecureBaseView, run_domain
 
 CATEGORY = "System"
 
-ROLE_CHOICES = [(r.value, r.value.title()) for r in StaffRole]
+ROLE_CHOICES = [SelectChoice(r.value, r.value.title()) for r in StaffRole]
 
 
 class StaffCreateForm(FlaskForm):
