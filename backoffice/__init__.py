@@ -7,8 +7,13 @@ from pathlib import Path
 
 from flask import Flask, render_template
 
+from . import cli, staff
 from .config import DEFAULT_SECRET_KEY, from_environment
 from .extensions import configure_sqlite, csrf, db, limiter, login_manager, migrate
+from .jobs import start_in_process
+from .permissions import Permission, has_permission
+from .views import init_admin, login
+from .views.base import fmt_date, fmt_datetime, fmt_money
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,22 +46,19 @@ def create_app(config: Mapping | None = None) -> Flask:
     login_manager.login_message = "Please sign in to open that page."
     login_manager.session_protection = "strong"
 
-    from . import auth, cli
-    from .views import init_admin
-    from .views.base import fmt_date, fmt_datetime, fmt_money
+    if app.config.get("PASSWORD_HASH_METHOD"):
+        staff.use_password_hash_method(app.config["PASSWORD_HASH_METHOD"])
 
-    app.register_blueprint(auth.bp)
+    app.register_blueprint(login.bp)
     init_admin(app)
     cli.register(app)
     app.jinja_env.globals.update(
         fmt_money=fmt_money, fmt_date=fmt_date, fmt_datetime=fmt_datetime,
-        has_permission=auth.has_permission, Permission=auth.Permission,
+        has_permission=has_permission, Permission=Permission,
     )
     _register_error_pages(app)
 
     if app.config.get("SCHEDULER_ENABLED") and not app.config.get("TESTING"):
-        from .jobs import start_in_process
-
         start_in_process(app)
     return app
 

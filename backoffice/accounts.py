@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from . import audit
-from .auth import Permission, has_permission
+from .clock import utcnow
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from .extensions import db
 from .locks import lock
@@ -31,10 +31,10 @@ from .models import (
     PaymentMethod,
     Profile,
     RequestStatus,
-    utcnow,
 )
 from .money import format_money
 from .numbering import next_number
+from .permissions import Permission, has_permission
 from .validation import country_code, currency_code, normalize_email, positive_counts
 
 #: billing fields an order must carry, and how they are named to people
@@ -74,11 +74,6 @@ def create_profile(*, email: str, name: str, currency: str = "USD") -> Profile:
     db.session.flush()
     audit.record(None, "profile.create", profile, {"email": email}, actor_label="storefront")
     return profile
-
-
-def profile_by_email(email: str) -> Profile | None:
-    """The profile with this email (any case), or None."""
-    return db.session.scalar(select(Profile).where(Profile.email == (email or "").strip().lower()))
 
 
 # --------------------------------------------------------------------------- orders
@@ -489,13 +484,6 @@ def _post_credit(profile: Profile, amount: int, kind: CreditKind, *, actor, memo
     db.session.add(entry)
     db.session.flush()
     return entry
-
-
-def ledger_sum(profile: Profile) -> int:
-    """The sum of a profile's ledger entries (what its balance must equal)."""
-    return db.session.scalar(
-        select(func.coalesce(func.sum(CreditEntry.amount), 0))
-        .where(CreditEntry.profile_id == profile.id)) or 0
 
 
 def check_legacy_transfer(account: LegacyAccount, profile: Profile) -> None:

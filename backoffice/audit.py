@@ -17,8 +17,9 @@ from typing import Any
 
 from sqlalchemy import event, select
 
+from .clock import utcnow
 from .extensions import db
-from .models import AuditEvent, StaffUser, utcnow
+from .models import AuditEvent, StaffUser
 from .numbering import next_value
 
 GENESIS_HASH = "0" * 64

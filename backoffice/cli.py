@@ -11,14 +11,17 @@ import sys
 from typing import NoReturn
 
 import click
-from flask import Flask
+from apscheduler.schedulers.blocking import BlockingScheduler
+from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from . import auth
+from . import staff
 from .audit import verify_chain
+from .demo import seed
 from .errors import DomainError
 from .extensions import db
+from .jobs import build_scheduler, registry, run_job
 from .models import StaffRole, StaffUser
 
 
@@ -47,13 +50,13 @@ def _fail(message: str) -> NoReturn:
 def create_staff_command(email: str, role: str, name: str, generate: bool) -> None:
     """Create a staff account; prompts for a password unless --generate is given."""
     if generate or not sys.stdin.isatty():
-        password = auth.generate_password()
+        password = staff.generate_password()
         show = True
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         show = False
     try:
-        user = auth.create_staff(email=email, name=name, role=role, password=password,
+        user = staff.create_staff(email=email, name=name, role=role, password=password,
                                  actor=None)
         db.session.commit()
     except DomainError as exc:
@@ -68,8 +71,6 @@ def create_staff_command(email: str, role: str, name: str, generate: bool) -> No
 @with_appcontext
 def seed_demo_command(profiles: int) -> None:
     """Fill the database with believable demo data; running it again adds nothing."""
-    from .demo import seed
-
     try:
         counts = seed(profiles=profiles)
         db.session.commit()
@@ -87,8 +88,6 @@ def seed_demo_command(profiles: int) -> None:
 @with_appcontext
 def bootstrap_command(admin_email: str, demo: bool) -> None:
     """First start: seed demo data when empty and create a first admin, printing its login."""
-    from .demo import seed
-
     has_staff = (db.session.scalar(select(func.count(StaffUser.id))) or 0) > 0
     try:
         if demo:
@@ -97,8 +96,8 @@ def bootstrap_command(admin_email: str, demo: bool) -> None:
                 click.echo("Demo data: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
         password = None
         if not has_staff:
-            password = auth.generate_password()
-            auth.create_staff(email=admin_email, name="Administrator", role="admin",
+            password = staff.generate_password()
+            staff.create_staff(email=admin_email, name="Administrator", role="admin",
                               password=password, actor=None)
         db.session.commit()
     except DomainError as exc:
@@ -135,8 +134,6 @@ def jobs_group() -> None:
 @with_appcontext
 def jobs_list_command() -> None:
     """List every job and its schedule."""
-    from .jobs import registry
-
     for job in registry().values():
         click.echo(f"{job.name:18} {job.schedule:30} {job.title}")
 
@@ -146,8 +143,6 @@ def jobs_list_command() -> None:
 @with_appcontext
 def jobs_run_once_command(name: str) -> None:
     """Run one job now, under its lease, with a progress bar, and print what it did."""
-    from .jobs import registry, run_job
-
     if name not in registry():
         _fail(f"No job named {name}; see `flask jobs list`.")
     with contextlib.ExitStack() as stack:
@@ -175,11 +170,6 @@ def jobs_run_once_command(name: str) -> None:
 @with_appcontext
 def jobs_run_command() -> None:
     """Run the scheduler in this process (production: one such process beside the web)."""
-    from apscheduler.schedulers.blocking import BlockingScheduler
-    from flask import current_app
-
-    from .jobs import build_scheduler
-
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     scheduler = build_scheduler(app, BlockingScheduler)
     click.echo("Scheduler running; Ctrl+C stops it.")

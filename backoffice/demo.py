@@ -1,6 +1,6 @@
 """Believable demo data, made through the domain verbs so it obeys every rule.
 
-History is replayed with :func:`backoffice.models.clock_at`: orders, subscriptions and
+History is replayed with :func:`backoffice.clock.clock_at`: orders, subscriptions and
 charges happen on days over the last months, so the console shows refundable and
 no-longer-refundable transactions, backdated terms and paid and unpaid orders.
 Seeding is deterministic (a fixed random seed) and runs once: a second run adds nothing.
@@ -15,6 +15,7 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import func, select
 
 from . import accounts, invoicing, partners, refunds, subscriptions
+from .clock import clock_at, today, utcnow
 from .extensions import db
 from .models import (
     CertificateType,
@@ -23,9 +24,6 @@ from .models import (
     SubscriptionProduct,
     Transaction,
     TransactionKind,
-    clock_at,
-    today,
-    utcnow,
 )
 
 DEMO_DOMAIN = "demo.example"

@@ -16,18 +16,10 @@ from sqlalchemy import event, exists, func, select
 from sqlalchemy.orm import object_session
 
 from . import audit
+from .clock import today, utcnow
 from .errors import InvalidInput
 from .extensions import db
-from .models import (
-    Customer,
-    Invoice,
-    InvoiceKind,
-    InvoiceLine,
-    Transaction,
-    TransactionKind,
-    today,
-    utcnow,
-)
+from .models import Customer, Invoice, InvoiceKind, InvoiceLine, Transaction, TransactionKind
 from .numbering import next_number
 
 REASON_LABELS = {

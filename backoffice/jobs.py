@@ -30,7 +30,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
 
-from . import audit
+from . import audit, invoicing, renewals
+from .clock import today, utcnow
 from .extensions import db
 from .models import (
     CreditEntry,
@@ -42,8 +43,6 @@ from .models import (
     Subscription,
     SubscriptionStatus,
     TransactionLine,
-    today,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -228,11 +227,9 @@ def queue_renewal_notices(*, as_of: date | None = None) -> dict:
 
 def _queue_notice(subscription_id: int, as_of: date) -> str:
     """Queue one subscription's notice in the current transaction; returns what happened."""
-    from .renewals import renewal_blocker
-
     subscription = db.session.get(Subscription, subscription_id, with_for_update=True,
                                   populate_existing=True)
-    if (subscription is None or renewal_blocker(subscription) is not None
+    if (subscription is None or renewals.renewal_blocker(subscription) is not None
             or subscription.end_date <= as_of):
         return "not_renewing"
     subject = renewal_notice_subject(subscription)
@@ -265,9 +262,7 @@ def _queue_notice(subscription_id: int, as_of: date) -> str:
 
 def renew_subscriptions() -> dict:
     """The renewal job: renew or expire every subscription whose term has ended."""
-    from .subscriptions import renew_due_subscriptions
-
-    return renew_due_subscriptions(progress=_progress.get())
+    return renewals.renew_due_subscriptions(progress=_progress.get())
 
 
 def previous_month(as_of: date) -> date:
@@ -277,10 +272,8 @@ def previous_month(as_of: date) -> date:
 
 def issue_invoices() -> dict:
     """The monthly invoicing job: one invoice per partner customer for the previous month."""
-    from .invoicing import issue_monthly_invoices
-
     month = previous_month(today())
-    invoices = issue_monthly_invoices(month=month)
+    invoices = invoicing.issue_monthly_invoices(month=month)
     count = len(invoices or [])
     db.session.commit()  # the domain function flushes; the job owns the unit of work
     return {"invoices": count, "month": month.isoformat()}

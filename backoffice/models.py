@@ -8,9 +8,6 @@ under concurrency are backed by constraints here, not only by domain code.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -35,30 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from .clock import utcnow
 from .extensions import db
-
-#: set only by :func:`clock_at` (the demo seeder replays history with it)
-_clock_override: ContextVar[datetime | None] = ContextVar("clock_override", default=None)
-
-
-def utcnow() -> datetime:
-    """The current time, aware, in UTC: the only clock the application reads."""
-    return _clock_override.get() or datetime.now(UTC)
-
-
-@contextmanager
-def clock_at(moment: datetime) -> Iterator[None]:
-    """Run domain code as if it were ``moment`` (aware UTC), e.g. to seed past activity."""
-    token = _clock_override.set(moment.astimezone(UTC))
-    try:
-        yield
-    finally:
-        _clock_override.reset(token)
-
-
-def today() -> date:
-    """Today's date in UTC."""
-    return utcnow().date()
 
 
 class UTCDateTime(TypeDecorator):
@@ -581,10 +556,9 @@ class CreditEntry(db.Model):
 # --------------------------------------------------------------------------- partner side
 
 
-class Reseller(db.Model):
-    """A partner that manages customers on the partner platform."""
+class AddressMixin:
+    """A company's name and postal address, as resellers and customers have them."""
 
-    id: Mapped[int] = mapped_column(primary_key=True)
     company_name: Mapped[str] = mapped_column(String(200), index=True)
     address1: Mapped[str] = mapped_column(String(200))
     address2: Mapped[str] = mapped_column(String(200), default="", server_default="")
@@ -594,6 +568,12 @@ class Reseller(db.Model):
     state: Mapped[str] = mapped_column(String(100), default="", server_default="")
     #: ISO 3166-1 alpha-2
     country: Mapped[str] = mapped_column(String(2))
+
+
+class Reseller(AddressMixin, db.Model):
+    """A partner that manages customers on the partner platform."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[ResellerStatus] = mapped_column(
         str_enum(ResellerStatus, "reseller_status"), default=ResellerStatus.ACTIVE
     )
@@ -611,7 +591,7 @@ class Reseller(db.Model):
         return self.company_name
 
 
-class Customer(db.Model):
+class Customer(AddressMixin, db.Model):
     """A customer on the partner platform, managed by a reseller or directly."""
 
     __table_args__ = (
@@ -622,15 +602,6 @@ class Customer(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    company_name: Mapped[str] = mapped_column(String(200), index=True)
-    address1: Mapped[str] = mapped_column(String(200))
-    address2: Mapped[str] = mapped_column(String(200), default="", server_default="")
-    address3: Mapped[str] = mapped_column(String(200), default="", server_default="")
-    city: Mapped[str] = mapped_column(String(100))
-    postal_code: Mapped[str] = mapped_column(String(20))
-    state: Mapped[str] = mapped_column(String(100), default="", server_default="")
-    #: ISO 3166-1 alpha-2
-    country: Mapped[str] = mapped_column(String(2))
     #: the "partner management"; None means a direct customer
     reseller_id: Mapped[int | None] = fk("reseller.id", nullable=True)
     #: who administers the account; fixed at creation

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from .clock import utcnow
 from .extensions import db
-from .models import Counter, utcnow
+from .models import Counter
 
 
 def next_value(name: str) -> int:

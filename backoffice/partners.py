@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from . import audit
+from .clock import utcnow
 from .errors import Conflict, InvalidInput
 from .extensions import db
 from .locks import lock
@@ -16,7 +17,6 @@ from .models import (
     ResellerStatus,
     Subscription,
     SubscriptionStatus,
-    utcnow,
 )
 from .validation import country_code, currency_code, normalize_email, required_text
 

@@ -14,16 +14,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from . import audit
+from .clock import utcnow
 from .errors import Conflict, InvalidInput, NotFound
 from .extensions import db
-from .models import (
-    Inventory,
-    Transaction,
-    TransactionKind,
-    TransactionLine,
-    TransactionReason,
-    utcnow,
-)
+from .models import Inventory, Transaction, TransactionKind, TransactionLine, TransactionReason
 from .money import prorate
 from .validation import positive_counts
 
@@ -48,10 +42,6 @@ class RefundQuoteLine:
     refunded_before: int  # minor units refunded before this refund
     amount: int  # what this refund gives back for the line, minor units, positive
     takes_last: bool  # this refund takes the line's last certificate
-
-    @property
-    def remaining_after(self) -> int:
-        return self.quantity - self.already_refunded - self.count
 
 
 @dataclass(frozen=True)

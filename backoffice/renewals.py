@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from . import audit, models
+from . import audit, clock
 from .extensions import db
 from .models import (
     Inventory,
@@ -35,6 +35,7 @@ from .models import (
     TransactionLine,
     TransactionReason,
 )
+from .pricing import price_line, term_end
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def renew_due_subscriptions(*, today: date | None = None,
     longer due), failed (rolled back, retried on the next run) and terms_created.
     ``progress(done, total)``, when given, is called after each subscription.
     """
-    as_of = today or models.today()
+    as_of = today or clock.today()
     counts = {"renewed": 0, "expired": 0, "skipped": 0, "failed": 0, "terms_created": 0}
     due_ids = db.session.scalars(
         select(Subscription.id)
@@ -165,13 +166,11 @@ def _process(subscription_id: int, as_of: date, *, wait: bool = True) -> tuple[s
 
 def _renew_one_term(subscription: Subscription, rows: list[Inventory]) -> None:
     """The next term from the old end date: inventory := renewal inventory, one charge."""
-    from .subscriptions import price_line, term_end  # imported late: subscriptions imports us
-
     start = subscription.end_date
     end = term_end(start, subscription.term_months)
     renewed_at = datetime.combine(start, time(0), tzinfo=UTC)
     db.session.add(SubscriptionTerm(subscription_id=subscription.id, start_date=start,
-                                    end_date=end, created_at=models.utcnow()))
+                                    end_date=end, created_at=clock.utcnow()))
     lines = [
         (row, price_line(row.certificate_type, row.renewal_quantity,
                          term_months=subscription.term_months, start_date=start,

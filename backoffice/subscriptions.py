@@ -1,14 +1,13 @@
-"""The catalog, partner subscriptions, their inventory and renewal."""
+"""The catalog, partner subscriptions and their inventory (renewal is in ``renewals``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
-from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
 from . import audit
+from .clock import today, utcnow
 from .errors import Conflict, InvalidInput, NotFound
 from .extensions import db
 from .locks import lock
@@ -25,11 +24,9 @@ from .models import (
     TransactionKind,
     TransactionLine,
     TransactionReason,
-    today,
-    utcnow,
 )
-from .money import prorate
 from .partners import ensure_reseller_active
+from .pricing import Quote, earliest_start, price_line, term_end
 from .validation import positive_counts
 
 #: term lengths a product may offer, in months
@@ -161,74 +158,6 @@ def _check_terms(terms_months) -> list[int]:
 
 
 # --------------------------------------------------------------------------- quotes
-
-
-@dataclass(frozen=True)
-class QuoteLine:
-    """What one certificate type costs in an operation, and why."""
-
-    code: str
-    name: str
-    quantity: int
-    yearly_price: int  # minor units, one certificate, twelve months
-    full_amount: int  # the whole term's price for these certificates
-    days_charged: int  # days left in the term
-    days_in_term: int
-    amount: int  # what is charged: full_amount prorated by days
-
-    @property
-    def prorated(self) -> bool:
-        return self.days_charged != self.days_in_term
-
-
-@dataclass(frozen=True)
-class Quote:
-    """The review of an operation: its lines and total. Nothing is written by quoting."""
-
-    currency: str
-    start_date: date
-    end_date: date
-    term_months: int
-    as_of: date
-    lines: tuple[QuoteLine, ...] = field(default_factory=tuple)
-
-    @property
-    def total(self) -> int:
-        return sum(line.amount for line in self.lines)
-
-
-def term_end(start_date: date, term_months: int) -> date:
-    """The exclusive end of a term: start plus whole calendar months (python-dateutil)."""
-    return start_date + relativedelta(months=term_months)
-
-
-def earliest_start(term_months: int, as_of: date | None = None) -> date:
-    """The earliest backdated start that still leaves at least one day of term."""
-    as_of = as_of or today()
-    start = as_of - relativedelta(months=term_months)
-    # Month arithmetic clamps to month ends, so step forward until the rule holds.
-    while term_end(start, term_months) <= as_of:
-        start += timedelta(days=1)
-    while term_end(start - timedelta(days=1), term_months) > as_of:
-        start -= timedelta(days=1)
-    return start
-
-
-def price_line(cert_type: CertificateType, quantity: int, *, term_months: int,
-               start_date: date, end_date: date, as_of: date) -> QuoteLine:
-    """Price ``quantity`` certificates for the days left of a term.
-
-    full = yearly price x quantity x term_months / 12, rounded half-up to the minor unit;
-    charge = full x (end - as_of).days / (end - start).days, rounded half-up.
-    """
-    full = prorate(cert_type.yearly_price * quantity, term_months, 12)
-    days_in_term = (end_date - start_date).days
-    days_left = (end_date - max(as_of, start_date)).days
-    return QuoteLine(
-        code=cert_type.code, name=cert_type.name, quantity=quantity,
-        yearly_price=cert_type.yearly_price, full_amount=full, days_charged=days_left,
-        days_in_term=days_in_term, amount=prorate(full, days_left, days_in_term),
-    )
 
 
 def quote_subscription(customer: Customer, product: SubscriptionProduct, *, term_months: int,
@@ -422,5 +351,3 @@ def enable_subscription(subscription: Subscription, *, actor) -> None:
                        f"{subscription.end_date.isoformat()}; it cannot be enabled again.")
     subscription.status = SubscriptionStatus.ACTIVE
     audit.record(actor, "subscription.enable", subscription, {})
-
-from .renewals import renew_due_subscriptions  # noqa: E402,F401

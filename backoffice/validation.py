@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import pycountry
 from babel.numbers import list_currencies
+from email_validator import EmailNotValidError, validate_email
 
-from .auth import normalize_email  # noqa: F401  (re-exported: one email rule everywhere)
 from .errors import InvalidInput
 
 _CURRENCIES = frozenset(list_currencies())
+
+
+def normalize_email(email: str) -> str:
+    """Validate an address and return it lower-cased, or raise InvalidInput."""
+    try:
+        result = validate_email((email or "").strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"'{email}' is not a valid email address: {exc}") from exc
+    return result.normalized.lower()
 
 
 def country_code(value: str) -> str:

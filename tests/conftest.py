@@ -281,7 +281,7 @@ def appctx(app):
 def make_staff(role: str | StaffRole = "admin", email: str | None = None,
                active: bool = True) -> StaffUser:
     """A committed staff user with the test password (call inside an app context)."""
-    from backoffice.auth import hash_password
+    from backoffice.staff import hash_password
 
     role = StaffRole(role)
     user = StaffUser(email=email or f"{role.value}@staff.test", name=f"Test {role.value}",

@@ -28,6 +28,7 @@ from backoffice.models import (
     RequestStatus,
 )
 from tests.conftest import make_staff
+from tests.queries import ledger_sum, profile_by_email
 
 DV_PRICE = 5000  # 50.00 a year
 CAAS_PRICE = 8000
@@ -246,7 +247,7 @@ def test_pay_with_credit_debits_the_payer_and_balance_equals_ledger(shop):
     first, second, third = order_for(ann), order_for(ann), order_for(ann)
     accounts.pay_order(first, payer=ann, method="prepaid_credit")
     accounts.pay_order(second, payer=ann, method="prepaid_credit")
-    assert ann.credit_balance == 0 == accounts.ledger_sum(ann)
+    assert ann.credit_balance == 0 == ledger_sum(ann)
     with pytest.raises(Conflict, match="below zero"):
         accounts.pay_order(third, payer=ann, method="prepaid_credit")
     entries = db.session.scalars(select(CreditEntry).order_by(CreditEntry.id)).all()
@@ -287,7 +288,7 @@ def test_credit_adjustment_rules(shop):
     with pytest.raises(Conflict, match="below zero"):
         accounts.add_credit(ann, -1251, memo="too much", actor=finance)
     accounts.add_credit(ann, -1250, memo="reversal", actor=finance)
-    assert ann.credit_balance == 0 == accounts.ledger_sum(ann)
+    assert ann.credit_balance == 0 == ledger_sum(ann)
     with pytest.raises(InvalidInput, match="Only staff"):
         accounts.add_credit(ann, -1, memo="", actor=None)
 
@@ -303,7 +304,7 @@ def test_legacy_transfer_moves_the_balance_once_in_one_entry(shop):
     entry = accounts.transfer_legacy_credit(account, ann, actor=support)
     assert entry.kind == CreditKind.LEGACY_TRANSFER and entry.amount == 4800
     assert entry.legacy_account_id == account.id and entry.balance_after == 4900
-    assert ann.credit_balance == 4900 == accounts.ledger_sum(ann)
+    assert ann.credit_balance == 4900 == ledger_sum(ann)
     assert account.credit_balance == 0 and account.transferred_amount == 4800
     assert account.transferred_to_id == ann.id and account.transferred_by_id == support.id
     actions = [e.action for e in db.session.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
@@ -390,7 +391,7 @@ def test_failed_completion_leaves_no_partial_rows_and_no_audit_event(shop):
     assert audit_count() == events and count(Organization) == organizations
     assert count(OutboxEmail) == 0
     assert db.session.get(CorporateRequest, request.id).status == RequestStatus.OPEN
-    assert accounts.profile_by_email("it@acme.example.com").organization_id is None
+    assert profile_by_email("it@acme.example.com").organization_id is None
 
 
 def test_complete_refuses_when_main_contact_has_no_profile(shop):

@@ -22,6 +22,7 @@ from backoffice.models import (
     StaffUser,
 )
 from tests.conftest import make_staff
+from tests.queries import ledger_sum
 from tests.test_accounts import DV_PRICE, billing, catalog, legacy
 
 pytestmark = pytest.mark.postgres
@@ -117,7 +118,7 @@ def test_ten_credit_payments_against_a_balance_that_covers_three(app, appctx):
     with appctx():
         payer = db.session.get(Profile, payer_id)
         assert payer.credit_balance == DV_PRICE // 2
-        assert payer.credit_balance == accounts.ledger_sum(payer)
+        assert payer.credit_balance == ledger_sum(payer)
         paid = db.session.scalar(select(func.count(Order.id)).where(
             Order.status == OrderStatus.PAID))
         assert paid == 3

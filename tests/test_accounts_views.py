@@ -20,6 +20,7 @@ from backoffice.models import (
     Profile,
     RequestStatus,
 )
+from tests.queries import ledger_sum
 from tests.test_accounts import CAAS_PRICE, DV_PRICE, billing, catalog, legacy
 
 
@@ -203,7 +204,7 @@ def test_finance_adjusts_credit_in_major_units_through_review(client_as, world, 
     assert done.status_code == 303
     with appctx():
         ann = db.session.get(Profile, world["ann"])
-        assert ann.credit_balance == 1250 == accounts.ledger_sum(ann)
+        assert ann.credit_balance == 1250 == ledger_sum(ann)
     too_much = client.post(url, data={"direction": "remove", "amount": "12.51", "memo": "x",
                                       "step": "confirm"})
     assert too_much.status_code == 400

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from backoffice import audit, auth
+from backoffice import audit, staff
 from backoffice.errors import Conflict
 from backoffice.extensions import db
 from backoffice.models import AuditEvent, Counter, StaffUser
@@ -158,11 +158,11 @@ def test_audit_verify_command(app, chain, appctx):
 
 def test_a_rolled_back_operation_leaves_no_event(ctx):
     """A unit of work that fails half-way takes its audit events with it, numbers too."""
-    auth.create_staff(email="first@staff.example.com", name="First", role="support",
-                      password="x" * 12, actor=None)
+    staff.create_staff(email="first@staff.example.com", name="First", role="support",
+                       password="x" * 12, actor=None)
     with pytest.raises(Conflict):
-        auth.create_staff(email="first@staff.example.com", name="Again", role="support",
-                          password="x" * 12, actor=None)
+        staff.create_staff(email="first@staff.example.com", name="Again", role="support",
+                           password="x" * 12, actor=None)
     ctx.rollback()
     assert ctx.scalar(sa.select(sa.func.count(AuditEvent.id))) == 0
     assert ctx.scalar(sa.select(StaffUser.id).where(

@@ -11,7 +11,8 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from backoffice import jobs, subscriptions
+from backoffice import jobs, renewals, subscriptions
+from backoffice.clock import utcnow
 from backoffice.extensions import db
 from backoffice.models import (
     AuditEvent,
@@ -24,7 +25,6 @@ from backoffice.models import (
     TransactionKind,
     TransactionLine,
     TransactionReason,
-    utcnow,
 )
 from tests import factories
 from tests.test_renewals import at
@@ -168,7 +168,7 @@ def test_monthly_invoices_job_invoices_last_months_renewal_charges(ctx):
     db.session.commit()
     sub_id = factories.subscribed_on(factories.customer(), start=date(2025, 11, 10)).id
     with at(date(2026, 11, 10)):
-        subscriptions.renew_due_subscriptions()
+        renewals.renew_due_subscriptions()
     with moment(2026, 12, 1, 3, 0):
         run = jobs.run_job("monthly_invoices")
     assert run.status == JobStatus.SUCCEEDED, run.error
@@ -225,7 +225,7 @@ def test_renewal_notice_is_queued_30_days_ahead_once_per_term(ctx, catalog):
         AuditEvent.action == "subscription.renewal_notice")) == 1
 
     with at(date(2027, 1, 15)):
-        subscriptions.renew_due_subscriptions()
+        renewals.renew_due_subscriptions()
     with at(date(2027, 12, 16)):  # the next term gets its own notice
         assert jobs.queue_renewal_notices()["queued"] == 1
     assert db.session.scalar(select(func.count(OutboxEmail.id))) == 2

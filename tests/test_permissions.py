@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from backoffice.auth import ROLE_PERMISSIONS, Permission, has_permission
 from backoffice.extensions import db
 from backoffice.models import AuditEvent, CertificateType, StaffRole, StaffUser
+from backoffice.permissions import ROLE_PERMISSIONS, Permission, has_permission
 
 # DESIGN.md, "Staff roles and permissions", written out again by hand: a change to
 # ROLE_PERMISSIONS that the design does not make fails here.

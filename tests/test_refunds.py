@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from backoffice import subscriptions
+from backoffice import renewals, subscriptions
 from backoffice.errors import Conflict, InvalidInput
 from backoffice.extensions import db
 from backoffice.models import (
@@ -164,7 +164,7 @@ def test_refund_is_refused_when_inventory_was_reduced_since_the_charge(ctx):
         charge = factories.charge_of(sub)
         sub_id = sub.id
     with time_machine.travel(datetime(2026, 11, 2, 9, 0, tzinfo=UTC), tick=False):
-        subscriptions.renew_due_subscriptions()
+        renewals.renew_due_subscriptions()
         charge = db.session.get(Transaction, charge.id)
         assert factories.inventory_of(charge.subscription, "DV") == 2
         with pytest.raises(Conflict, match=r"holds 2 DV certificates now.*not 3"):
@@ -293,7 +293,7 @@ def test_support_sees_transactions_but_cannot_refund(customer_page, client_as, a
 
 
 def test_customer_transactions_url(app, customer_page):
-    from backoffice.views.billing import customer_transactions_url
+    from backoffice.views.finance import customer_transactions_url
 
     with app.test_request_context():
         assert customer_transactions_url(customer_page["customer"]) == \

@@ -12,9 +12,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from backoffice.clock import today
 from backoffice.errors import DomainError
 from backoffice.extensions import db
-from backoffice.models import Transaction, TransactionKind, today
+from backoffice.models import Transaction, TransactionKind
 from backoffice.refunds import refund
 from tests import factories
 

@@ -20,7 +20,7 @@ from backoffice.models import (
     Transaction,
     TransactionReason,
 )
-from backoffice.subscriptions import renew_due_subscriptions
+from backoffice.renewals import renew_due_subscriptions
 from tests import factories
 
 NOTHING = {"renewed": 0, "expired": 0, "skipped": 0, "failed": 0, "terms_created": 0}

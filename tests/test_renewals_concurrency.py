@@ -19,7 +19,6 @@ import pytest
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import func, insert, select
 
-from backoffice import subscriptions
 from backoffice.extensions import db
 from backoffice.models import (
     CertificateType,
@@ -32,7 +31,8 @@ from backoffice.models import (
     Transaction,
     TransactionReason,
 )
-from backoffice.subscriptions import renew_due_subscriptions
+from backoffice.money import prorate
+from backoffice.renewals import renew_due_subscriptions
 from tests import factories
 
 pytestmark = pytest.mark.postgres
@@ -156,7 +156,7 @@ def test_four_processes_renew_each_subscription_exactly_once_per_round(ctx, data
     assert db.session.scalar(select(func.count(Transaction.id)).where(
         Transaction.reason == TransactionReason.RENEWAL,
         Transaction.created_at == datetime(2026, 4, 1, tzinfo=UTC))) == COUNT
-    full = subscriptions.prorate(5000, 1, 12) + subscriptions.prorate(4999 * 2, 1, 12)
+    full = prorate(5000, 1, 12) + prorate(4999 * 2, 1, 12)
     assert set(db.session.scalars(select(Transaction.amount).where(
         Transaction.reason == TransactionReason.RENEWAL))) == {full}
 

@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from backoffice import partners, subscriptions
+from backoffice import partners, pricing, subscriptions
 from backoffice.errors import Conflict, DomainError, InvalidInput
 from backoffice.models import (
     AuditEvent,
@@ -60,7 +60,7 @@ def count(session, model):
 ])
 def test_earliest_start_leaves_exactly_one_day(ctx, product, customer, today, term, earliest):
     with at(today):
-        assert subscriptions.earliest_start(term) == earliest
+        assert pricing.earliest_start(term) == earliest
         quote = subscriptions.quote_subscription(customer, product, term_months=term,
                                                  inventory={"DV": 1}, start_date=earliest)
         assert quote.end_date > today

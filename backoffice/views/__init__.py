@@ -1,4 +1,7 @@
-"""Flask-Admin views, one module per menu area; built by :func:`init_admin`."""
+"""Flask-Admin views, one module per menu (Accounts, Partners, Finance, Catalog, System).
+
+:func:`init_admin` builds the console; ``login`` holds the sign-in pages.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
 from ..extensions import db
-from . import accounts, billing, finance, jobs, partners, system
+from . import accounts, catalog, finance, partners, system
 from .base import ConsoleIndexView
 
 
@@ -22,7 +25,6 @@ def init_admin(app: Flask) -> Admin:
     accounts.register(admin, db)
     partners.register(admin, db)
     finance.register(admin, db)
-    billing.register(admin, db)
+    catalog.register(admin, db)
     system.register(admin, db)
-    jobs.register(admin, db)
     return admin

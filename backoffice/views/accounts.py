@@ -14,7 +14,6 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from .. import accounts
-from ..auth import Permission
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
 from ..models import (
@@ -29,6 +28,7 @@ from ..models import (
     RequestStatus,
 )
 from ..money import to_minor
+from ..permissions import Permission
 from .base import (
     ReadOnlyModelView,
     fmt_datetime,
@@ -43,14 +43,6 @@ from .base import (
 CATEGORY = "Accounts"
 #: how many rows a search on an operation page offers at most
 SEARCH_LIMIT = 20
-
-
-def _lookup(model, ident):
-    """The row with this id, or 404."""
-    row = db.session.get(model, ident)
-    if row is None:
-        abort(404)
-    return row
 
 
 def _like(text: str) -> str:
@@ -98,7 +90,7 @@ class ProfileView(ReadOnlyModelView):
     def upgrade_view(self, profile_id):
         """Make an individual profile the main contact of a new organization."""
         self.require(Permission.CORPORATE_WRITE)
-        profile = _lookup(Profile, profile_id)
+        profile = db.get_or_404(Profile, profile_id)
         name = request.form.get("organization_name", "")
         run_domain(lambda: accounts.upgrade_to_corporate(profile, organization_name=name,
                                                          actor=current_user),
@@ -109,7 +101,7 @@ class ProfileView(ReadOnlyModelView):
     def link_view(self, profile_id):
         """Search organizations by name, then link the profile as a secondary user."""
         self.require(Permission.CORPORATE_WRITE)
-        profile = _lookup(Profile, profile_id)
+        profile = db.get_or_404(Profile, profile_id)
         if request.method == "POST":
             raw = request.form.get("organization_id", "")
             organization = db.session.get(Organization, int(raw)) if raw.isdigit() else None
@@ -136,7 +128,7 @@ class ProfileView(ReadOnlyModelView):
     def unlink_view(self, profile_id):
         """Take a secondary user out of its organization (admins, with a reason)."""
         self.require(Permission.PROFILE_UNLINK)
-        profile = _lookup(Profile, profile_id)
+        profile = db.get_or_404(Profile, profile_id)
         if request.method == "POST":
             organization = profile.organization
             ok, _ = run_domain(
@@ -153,7 +145,7 @@ class ProfileView(ReadOnlyModelView):
     def credit_view(self, profile_id):
         """Add or remove credit with a memo: form, review, then Confirm (finance, admins)."""
         self.require(Permission.CREDIT_ADJUST)
-        profile = _lookup(Profile, profile_id)
+        profile = db.get_or_404(Profile, profile_id)
         form = {"direction": request.form.get("direction", "add"),
                 "amount": request.form.get("amount", ""),
                 "memo": request.form.get("memo", "")}
@@ -276,7 +268,7 @@ class CorporateRequestView(ReadOnlyModelView):
     def complete_view(self, request_id):
         """Show what completing will do; on Confirm link every matching profile."""
         self.require(Permission.CORPORATE_WRITE)
-        corporate_request = _lookup(CorporateRequest, request_id)
+        corporate_request = db.get_or_404(CorporateRequest, request_id)
         if request.method == "GET":
             if corporate_request.status != RequestStatus.OPEN:
                 flash(f"Request #{request_id} is already {corporate_request.status.value}.",
@@ -301,7 +293,7 @@ class CorporateRequestView(ReadOnlyModelView):
     def reject_view(self, request_id):
         """Reject a request with a reason."""
         self.require(Permission.CORPORATE_WRITE)
-        corporate_request = _lookup(CorporateRequest, request_id)
+        corporate_request = db.get_or_404(CorporateRequest, request_id)
         run_domain(lambda: accounts.reject_corporate_request(
             corporate_request, reason=request.form.get("reason"), actor=current_user),
             f"Request #{request_id} is rejected.")
@@ -343,7 +335,7 @@ class LegacyAccountView(ReadOnlyModelView):
     def transfer_view(self, account_id):
         """Pick the regular-platform profile that receives the balance (search by email)."""
         self.require(Permission.LEGACY_CREDIT_WRITE)
-        account = _lookup(LegacyAccount, account_id)
+        account = db.get_or_404(LegacyAccount, account_id)
         if account.transferred_at is not None:
             try:
                 accounts.check_legacy_transfer(account, account.transferred_to)
@@ -364,7 +356,7 @@ class LegacyAccountView(ReadOnlyModelView):
     def transfer_review_view(self, account_id):
         """What will move, from where to whom; Confirm applies it."""
         self.require(Permission.LEGACY_CREDIT_WRITE)
-        account = _lookup(LegacyAccount, account_id)
+        account = db.get_or_404(LegacyAccount, account_id)
         raw = request.args.get("profile_id", "")
         profile = db.session.get(Profile, int(raw)) if raw.isdigit() else None
         if profile is None:
@@ -383,7 +375,7 @@ class LegacyAccountView(ReadOnlyModelView):
     def transfer_confirm_view(self, account_id):
         """Move the balance (once)."""
         self.require(Permission.LEGACY_CREDIT_WRITE)
-        account = _lookup(LegacyAccount, account_id)
+        account = db.get_or_404(LegacyAccount, account_id)
         raw = request.form.get("profile_id", "")
         profile = db.session.get(Profile, int(raw)) if raw.isdigit() else None
         if profile is None:

@@ -15,10 +15,11 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 
-from ..auth import Permission, has_permission
+from ..dashboard import summary
 from ..errors import DomainError
 from ..extensions import db
 from ..money import format_money
+from ..permissions import Permission, has_permission
 
 
 def _locale() -> str:
@@ -141,8 +142,6 @@ class ConsoleIndexView(SecureMixin, AdminIndexView):
 
     @expose("/")
     def index(self):
-        from ..dashboard import summary
-
         return self.render("admin/index.html", summary=summary())
 
 
@@ -218,15 +217,15 @@ class DomainModelView(ReadOnlyModelView):
         return response
 
     def create_model(self, form):
-        return self._apply(lambda: self.create_from_form(form), "created")
+        return self._apply(lambda: self.create_from_form(form))
 
     def update_model(self, form, model):
-        return self._apply(lambda: self.update_from_form(form, model), "saved")
+        return self._apply(lambda: self.update_from_form(form, model))
 
     def delete_model(self, model):  # deleting is never a console action
         abort(403)
 
-    def _apply(self, operation, verb: str):
+    def _apply(self, operation):
         ok, result = run_domain(operation)
         if not ok:
             return False

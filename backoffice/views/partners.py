@@ -9,17 +9,17 @@ from __future__ import annotations
 from datetime import date
 
 import pycountry
-from flask import abort, flash, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import EmailField, RadioField, SelectField, StringField
+from wtforms import EmailField, RadioField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from .. import partners, subscriptions
-from ..auth import Permission
+from ..clock import today
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
 from ..models import (
@@ -32,8 +32,8 @@ from ..models import (
     SubscriptionProduct,
     SubscriptionTerm,
     Transaction,
-    today,
 )
+from ..permissions import Permission
 from .base import (
     DomainModelView,
     ReadOnlyModelView,
@@ -41,22 +41,16 @@ from .base import (
     links_formatter,
     run_domain,
 )
+from .finance import customer_transactions_url
 
 CATEGORY = "Partners"
 
-COUNTRY_CHOICES = [("", "Choose a country")] + sorted(
-    ((c.alpha_2, c.name) for c in pycountry.countries), key=lambda choice: choice[1])
-CURRENCY_CHOICES = [("USD", "USD"), ("EUR", "EUR"), ("GBP", "GBP")]
-RESPONSIBILITY_CHOICES = [("partner", "Partner administered"),
-                          ("customer", "Customer administered")]
-
-
-def _lookup(model, ident):
-    """The row with this id, or 404."""
-    row = db.session.get(model, ident)
-    if row is None:
-        abort(404)
-    return row
+COUNTRY_CHOICES = [SelectChoice("", "Choose a country")] + sorted(
+    (SelectChoice(c.alpha_2, c.name) for c in pycountry.countries),
+    key=lambda choice: choice.label)
+CURRENCY_CHOICES = [SelectChoice(code) for code in ("USD", "EUR", "GBP")]
+RESPONSIBILITY_CHOICES = [SelectChoice("partner", "Partner administered"),
+                          SelectChoice("customer", "Customer administered")]
 
 
 def parse_counts(form, codes, prefix: str = "qty_") -> dict[str, int]:
@@ -138,7 +132,7 @@ class ResellerView(DomainModelView):
     def disable_view(self, reseller_id):
         """Show what disabling stops, ask for a reason, then disable (admins)."""
         self.require(Permission.RESELLER_STATUS)
-        reseller = _lookup(Reseller, reseller_id)
+        reseller = db.get_or_404(Reseller, reseller_id)
         if request.method == "POST":
             ok, _ = run_domain(
                 lambda: partners.disable_reseller(reseller, reason=request.form.get("reason"),
@@ -154,7 +148,7 @@ class ResellerView(DomainModelView):
     def enable_view(self, reseller_id):
         """Confirm, then enable a disabled reseller (admins)."""
         self.require(Permission.RESELLER_STATUS)
-        reseller = _lookup(Reseller, reseller_id)
+        reseller = db.get_or_404(Reseller, reseller_id)
         if request.method == "POST":
             ok, _ = run_domain(lambda: partners.enable_reseller(reseller, actor=current_user),
                                f"{reseller.company_name} is active again.")
@@ -251,14 +245,14 @@ class CustomerView(DomainModelView):
                 select(Transaction).where(Transaction.customer_id == customer.id)
                 .order_by(Transaction.created_at.desc(), Transaction.id.desc()).limit(50)
             ).all()
-            kwargs["transactions_url"] = _transactions_url(customer.id)
+            kwargs["transactions_url"] = customer_transactions_url(customer.id)
         return super().render(template, **kwargs)
 
     @expose("/subscribe/<int:customer_id>/", methods=("GET", "POST"))
     def subscribe_view(self, customer_id):
         """Add a subscription: choose product and term, quantities, review, Confirm."""
         self.require(Permission.PARTNER_WRITE)
-        customer = _lookup(Customer, customer_id)
+        customer = db.get_or_404(Customer, customer_id)
         products = db.session.scalars(
             select(SubscriptionProduct).where(SubscriptionProduct.active.is_(True))
             .order_by(SubscriptionProduct.name)).all()
@@ -311,15 +305,6 @@ def _subscription_args(form, product: SubscriptionProduct) -> dict:
             "inventory": parse_counts(form, [t.code for t in product.certificate_types])}
 
 
-def _transactions_url(customer_id: int) -> str | None:
-    """The customer's Transactions & Refunds page, where the billing pages provide one."""
-    try:
-        from .billing import customer_transactions_url
-    except ImportError:
-        return None
-    return customer_transactions_url(customer_id)
-
-
 class CustomerAdminView(ReadOnlyModelView):
     column_list = ("id", "email", "customer", "created_at")
     column_searchable_list = ("email",)
@@ -358,7 +343,7 @@ class SubscriptionView(ReadOnlyModelView):
     def inventory_view(self, subscription_id):
         """Add current inventory: quantities, review of the prorated charge, Confirm."""
         self.require(Permission.PARTNER_WRITE)
-        subscription = _lookup(Subscription, subscription_id)
+        subscription = db.get_or_404(Subscription, subscription_id)
         codes = [t.code for t in subscription.product.certificate_types]
         context = {"subscription": subscription, "values": request.form,
                    "cancel_url": self._details_url(subscription_id)}
@@ -391,7 +376,7 @@ class SubscriptionView(ReadOnlyModelView):
     def renewal_view(self, subscription_id):
         """Set the renewal inventory: what the next term holds. Charges nothing now."""
         self.require(Permission.PARTNER_WRITE)
-        subscription = _lookup(Subscription, subscription_id)
+        subscription = db.get_or_404(Subscription, subscription_id)
         codes = [row.certificate_type.code for row in subscription.inventory]
         if request.method == "POST":
             try:
@@ -426,7 +411,7 @@ class SubscriptionView(ReadOnlyModelView):
 
     def _status_change(self, subscription_id, operation, verb, text, done):
         self.require(Permission.PARTNER_WRITE)
-        subscription = _lookup(Subscription, subscription_id)
+        subscription = db.get_or_404(Subscription, subscription_id)
         if request.method == "POST":
             ok, _ = run_domain(lambda: operation(subscription, actor=current_user),
                                done.format(id=subscription_id))

@@ -1,40 +1,39 @@
-"""System and Catalog menus: staff accounts, audit log, jobs, outbox, the catalog."""
+"""System menu: staff, audit log, job runs and leases, the Jobs page, outbox, counters."""
 
 from __future__ import annotations
 
-from flask import flash
+from datetime import datetime
+
+from flask import abort, current_app, flash, redirect, url_for
+from flask_admin import expose
 from flask_admin.actions import action
-from flask_admin.contrib.sqla.fields import QuerySelectMultipleField
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from sqlalchemy import select
-from wtforms import BooleanField, EmailField, IntegerField, SelectField, StringField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms import EmailField, SelectChoice, SelectField, StringField
+from wtforms.validators import DataRequired, Length, Optional
 
-from .. import auth, subscriptions
-from ..auth import Permission
-from ..errors import InvalidInput
+from .. import audit, staff
+from ..clock import utcnow
 from ..extensions import db
+from ..jobs import Job, registry, run_job
 from ..models import (
     AuditEvent,
-    CertificateKind,
-    CertificateType,
     Counter,
     JobLock,
     JobRun,
+    JobStatus,
     OutboxEmail,
     StaffRole,
     StaffUser,
-    SubscriptionProduct,
 )
-from ..money import format_money
-from .base import DomainModelView, ReadOnlyModelView, run_domain
+from ..permissions import Permission
+from .base import DomainModelView, ReadOnlyModelView, SecureBaseView, run_domain
 
 CATEGORY = "System"
-CATALOG = "Catalog"
 
-ROLE_CHOICES = [(r.value, r.value.title()) for r in StaffRole]
+ROLE_CHOICES = [SelectChoice(r.value, r.value.title()) for r in StaffRole]
 
 
 class StaffCreateForm(FlaskForm):
@@ -43,7 +42,7 @@ class StaffCreateForm(FlaskForm):
     role = SelectField("Role", choices=ROLE_CHOICES)
     password = StringField(
         "Password", validators=[Optional()],
-        description=f"At least {auth.MIN_PASSWORD_LENGTH} characters. Leave empty to "
+        description=f"At least {staff.MIN_PASSWORD_LENGTH} characters. Leave empty to "
                     "generate one; it is shown once.",
     )
 
@@ -69,8 +68,8 @@ class StaffUserView(DomainModelView):
     edit_form_class = StaffEditForm
 
     def create_from_form(self, form):
-        password = form.password.data or auth.generate_password()
-        user = auth.create_staff(email=form.email.data, name=form.name.data,
+        password = form.password.data or staff.generate_password()
+        user = staff.create_staff(email=form.email.data, name=form.name.data,
                                  role=form.role.data, password=password, actor=current_user)
         if not form.password.data:
             flash(Markup("Password for {}: <code>{}</code> (shown once).").format(
@@ -78,7 +77,7 @@ class StaffUserView(DomainModelView):
         return user
 
     def update_from_form(self, form, model):
-        auth.update_staff(model, name=form.name.data, role=form.role.data, actor=current_user)
+        staff.update_staff(model, name=form.name.data, role=form.role.data, actor=current_user)
         return model
 
     def is_action_allowed(self, name):
@@ -103,21 +102,21 @@ class StaffUserView(DomainModelView):
     @action("deactivate", "Deactivate", "Deactivate the selected staff accounts?")
     def action_deactivate(self, ids):
         self._each_selected(
-            ids, lambda u: auth.set_staff_active(u, False, actor=current_user),
+            ids, lambda u: staff.set_staff_active(u, False, actor=current_user),
             "{count} account(s) deactivated.")
 
     @action("activate", "Activate", "Reactivate the selected staff accounts?")
     def action_activate(self, ids):
         self._each_selected(
-            ids, lambda u: auth.set_staff_active(u, True, actor=current_user),
+            ids, lambda u: staff.set_staff_active(u, True, actor=current_user),
             "{count} account(s) reactivated.")
 
     @action("reset_password", "Reset password",
             "Generate a new password for the selected accounts? The old ones stop working.")
     def action_reset_password(self, ids):
         def reset(user):
-            password = auth.generate_password()
-            auth.set_staff_password(user, password, actor=current_user)
+            password = staff.generate_password()
+            staff.set_staff_password(user, password, actor=current_user)
             return Markup("New password for {}: <code>{}</code> (shown once).").format(
                 user.email, password)
 
@@ -163,122 +162,85 @@ class CounterView(ReadOnlyModelView):
     column_default_sort = ("name", False)
 
 
-# --------------------------------------------------------------------------- catalog
+# --------------------------------------------------------------------------- jobs page
+
+#: how many recent runs the page lists per job
+RECENT_RUNS = 5
 
 
-class CertificateTypeCreateForm(FlaskForm):
-    code = StringField("Code", validators=[DataRequired(), Length(max=32)],
-                       description="Short unique code, e.g. DV, OV, EV-CAAS.")
-    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    kind = SelectField("Kind", choices=[(k.value, k.value) for k in CertificateKind])
-    yearly_price = IntegerField(
-        "Yearly price (minor units)", validators=[InputRequired(), NumberRange(min=0)],
-        description="Price of one certificate for twelve months, in cents: 5000 = 50.00.")
+def next_run_time(job: Job) -> datetime | None:
+    """When the job runs next: from the scheduler in this process, else from its trigger."""
+    scheduler = current_app.extensions.get("backoffice_scheduler")
+    if scheduler is not None and scheduler.running:
+        scheduled = scheduler.get_job(job.name)
+        if scheduled is not None:
+            return scheduled.next_run_time
+    return job.trigger().get_next_fire_time(None, utcnow())
 
 
-class CertificateTypeEditForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    yearly_price = IntegerField(
-        "Yearly price (minor units)", validators=[InputRequired(), NumberRange(min=0)],
-        description="Applies to charges from now on; recorded charges keep their price.")
-    active = BooleanField("Active (offered for new sales)")
+def describe_counts(details: dict | None) -> str:
+    """A run's counts for people: "renewed 3, expired 1, anomalies 0"."""
+    parts = []
+    for key, value in (details or {}).items():
+        label = key.replace("_", " ")
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            parts.append(f"{label} {value}")
+        elif isinstance(value, list):
+            parts.append(f"{label} {len(value)}")
+        elif isinstance(value, str):
+            parts.append(f"{label} {value}")
+    return ", ".join(parts) or "nothing to report"
 
 
-class CertificateTypeView(DomainModelView):
-    write_permission = Permission.CATALOG_WRITE
-    allow_create = True
-    allow_edit = True
-    column_list = ("code", "name", "kind", "yearly_price", "active", "created_at")
-    column_details_list = column_list
-    column_searchable_list = ("code", "name")
-    column_filters = ("kind", "active")
-    column_default_sort = ("code", False)
-    column_formatters = {
-        "yearly_price": lambda v, c, m, n: format_money(m.yearly_price, "USD").lstrip("$"),
-    }
-    column_labels = {"yearly_price": "Yearly price"}
+class JobsView(SecureBaseView):
+    """Each job's schedule, next run and last runs, with a "Run now" button."""
 
-    create_form_class = CertificateTypeCreateForm
-    edit_form_class = CertificateTypeEditForm
+    permission = Permission.JOB_RUN
 
-    def create_from_form(self, form):
-        return subscriptions.create_certificate_type(
-            code=form.code.data, name=form.name.data, kind=form.kind.data,
-            yearly_price=form.yearly_price.data, actor=current_user)
+    @expose("/")
+    def index(self):
+        rows = []
+        for job in registry().values():
+            runs = db.session.scalars(
+                select(JobRun).where(JobRun.job == job.name)
+                .order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(RECENT_RUNS)
+            ).all()
+            rows.append({"job": job, "next_run": next_run_time(job), "runs": runs})
+        scheduler = current_app.extensions.get("backoffice_scheduler")
+        return self.render("system/jobs.html", rows=rows, describe_counts=describe_counts,
+                           scheduler_here=scheduler is not None and scheduler.running)
 
-    def update_from_form(self, form, model):
-        return subscriptions.update_certificate_type(
-            model, name=form.name.data, yearly_price=form.yearly_price.data,
-            active=form.active.data, actor=current_user)
-
-
-def _certificate_type_query():
-    return db.session.scalars(select(CertificateType).order_by(CertificateType.code)).all()
-
-
-class ProductForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    certificate_types = QuerySelectMultipleField(
-        "Certificate types", query_factory=_certificate_type_query,
-        get_label=lambda t: f"{t.code} ({t.name})")
-    terms_months = StringField("Terms (months)", default="12, 24, 36",
-                               validators=[DataRequired()],
-                               description="Comma-separated, e.g. 12, 24, 36.")
-    active = BooleanField("Active (offered for new subscriptions)", default=True)
-
-
-def _parse_terms(text: str) -> list[int]:
-    parts = [p.strip() for p in (text or "").split(",") if p.strip()]
-    if not all(p.isdigit() for p in parts):
-        raise InvalidInput(f"'{text}' is not a list of month counts such as 12, 24, 36.")
-    return [int(p) for p in parts]
-
-
-class SubscriptionProductView(DomainModelView):
-    write_permission = Permission.CATALOG_WRITE
-    allow_create = True
-    allow_edit = True
-    column_list = ("name", "certificate_types", "terms_months", "active", "created_at")
-    column_details_list = column_list
-    column_searchable_list = ("name",)
-    column_filters = ("active",)
-    column_default_sort = ("name", False)
-    column_formatters = {
-        "certificate_types": lambda v, c, m, n: ", ".join(t.code for t in m.certificate_types),
-        "terms_months": lambda v, c, m, n: ", ".join(str(t) for t in m.terms_months),
-    }
-
-    create_form_class = ProductForm
-    edit_form_class = ProductForm
-
-    def edit_form(self, obj=None):
-        form = super().edit_form(obj)
-        if obj is not None and not form.is_submitted():
-            form.terms_months.data = ", ".join(str(t) for t in obj.terms_months)
-        return form
-
-    def create_from_form(self, form):
-        return subscriptions.create_product(
-            name=form.name.data, certificate_types=[t.code for t in form.certificate_types.data],
-            terms_months=_parse_terms(form.terms_months.data), actor=current_user)
-
-    def update_from_form(self, form, model):
-        return subscriptions.update_product(
-            model, name=form.name.data,
-            certificate_types=[t.code for t in form.certificate_types.data],
-            terms_months=_parse_terms(form.terms_months.data), active=form.active.data,
-            actor=current_user)
+    @expose("/run/<job_name>", methods=("POST",))
+    def run_now(self, job_name: str):
+        self.require(Permission.JOB_RUN)
+        name = job_name
+        job = registry().get(name)
+        if job is None:
+            abort(404)
+        run = run_job(name, trigger="manual")
+        if run is None:
+            flash(f"{job.title} is running in another process right now; its run appears "
+                  "here when it finishes.", "warning")
+            return redirect(url_for(".index"), 303)
+        audit.record(current_user, "job.run_now", run,
+                     {"job": name, "status": run.status.value, "details": run.details})
+        db.session.commit()
+        if run.status == JobStatus.FAILED:
+            first_line = (run.error or "").splitlines()[0] if run.error else "unknown error"
+            flash(f"{job.title} failed: {first_line}", "error")
+        else:
+            flash(f"{job.title} finished: {describe_counts(run.details)}.", "success")
+        return redirect(url_for(".index"), 303)
 
 
 def register(admin, db) -> None:
-    """Add the System and Catalog menus to the console."""
-    admin.add_view(CertificateTypeView(CertificateType, db, name="Certificate types",
-                                       category=CATALOG))
-    admin.add_view(SubscriptionProductView(SubscriptionProduct, db,
-                                           name="Subscription products", category=CATALOG))
+    """Add the System menu to the console."""
     admin.add_view(StaffUserView(StaffUser, db, name="Staff", category=CATEGORY))
     admin.add_view(AuditEventView(AuditEvent, db, name="Audit log", category=CATEGORY))
     admin.add_view(JobRunView(JobRun, db, name="Job runs", category=CATEGORY))
     admin.add_view(JobLockView(JobLock, db, name="Job leases", category=CATEGORY))
     admin.add_view(OutboxEmailView(OutboxEmail, db, name="Email outbox", category=CATEGORY))
     admin.add_view(CounterView(Counter, db, name="Counters", category=CATEGORY))
+    admin.add_view(JobsView(name="Jobs", endpoint="jobs", category=CATEGORY))

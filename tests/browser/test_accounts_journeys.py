@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from backoffice import accounts
 from backoffice.extensions import db
+from tests.queries import ledger_sum, profile_by_email
 from tests.test_accounts import billing, catalog, legacy
 
 
@@ -89,7 +90,7 @@ def test_support_moves_a_legacy_balance_once_through_review_and_confirm(appctx, 
     expect(other_tab.locator(".alert")).to_contain_text("it moves only once")
 
     with appctx():
-        profile = accounts.profile_by_email("ann@acme.example.com")
-        assert profile.credit_balance == 4800 == accounts.ledger_sum(profile)
+        profile = profile_by_email("ann@acme.example.com")
+        assert profile.credit_balance == 4800 == ledger_sum(profile)
         assert len(profile.credit_entries) == 1
         db.session.rollback()

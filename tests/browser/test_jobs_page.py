@@ -9,8 +9,9 @@ from dateutil.relativedelta import relativedelta
 from playwright.sync_api import expect
 from sqlalchemy import select
 
+from backoffice.clock import today
 from backoffice.extensions import db
-from backoffice.models import JobRun, Subscription, today
+from backoffice.models import JobRun, Subscription
 from tests import factories
 
 

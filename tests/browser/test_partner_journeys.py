@@ -9,7 +9,8 @@ from dateutil.relativedelta import relativedelta
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from backoffice.models import Customer, CustomerAdmin, Transaction, today
+from backoffice.clock import today
+from backoffice.models import Customer, CustomerAdmin, Transaction
 from tests import factories
 
 pytestmark = pytest.mark.browser

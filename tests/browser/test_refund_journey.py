@@ -11,9 +11,9 @@ import time_machine
 from dateutil.relativedelta import relativedelta
 from playwright.sync_api import expect
 
+from backoffice.clock import clock_at, utcnow
 from backoffice.extensions import db
 from backoffice.invoicing import issue_monthly_invoices
-from backoffice.models import clock_at, utcnow
 from tests import factories
 from tests.conftest import PASSWORD
 

@@ -1,0 +1,94 @@
+"""The PDF layout of an invoice (order and monthly invoices alike)."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+
+from babel.dates import format_datetime
+from fpdf import FPDF
+
+from .models import Invoice, InvoiceKind
+from .money import to_decimal
+
+
+def period_label(invoice: Invoice) -> str:
+    """What an invoice covers: its month, or the order it was issued for."""
+    if invoice.kind == InvoiceKind.MONTHLY and invoice.period_start:
+        return f"{invoice.period_start:%B %Y}"
+    return f"Order {invoice.order.number}" if invoice.order else ""
+
+
+def _pdf_text(value) -> str:
+    """Text the PDF's built-in Helvetica can draw (Latin-1), with look-alikes for the rest."""
+    text = str(value or "").replace("\u2014", "-").replace("\u2013", "-").replace("\u00d7", "x")
+    text = unicodedata.normalize("NFKC", text)
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def _pdf_money(amount: int, currency: str) -> str:
+    return f"{to_decimal(amount, currency):,} {currency}"
+
+
+def _pdf_datetime(value: datetime, locale: str) -> str:
+    """A UTC timestamp as the console writes it, e.g. ``Nov 22, 2026, 7:38 AM UTC``."""
+    return format_datetime(value, "medium", tzinfo=None, locale=locale) + " UTC"
+
+
+def invoice_pdf(invoice: Invoice, locale: str = "en_US") -> bytes:
+    """The invoice as a one-document PDF (fpdf2, built-in fonts, uncompressed text).
+
+    ``locale`` is how the issue date is written (the console's display locale).
+    """
+    pdf = FPDF(format="A4")
+    pdf.set_compression(False)
+    pdf.set_title(f"Invoice {invoice.number}")
+    pdf.add_page()
+    pdf.set_font("helvetica", style="B", size=16)
+    pdf.cell(0, 10, _pdf_text(f"Invoice {invoice.number}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("helvetica", size=10)
+    pdf.cell(0, 6, _pdf_text(f"Issued {_pdf_datetime(invoice.issued_at, locale)}"),
+             new_x="LMARGIN", new_y="NEXT")
+    period = period_label(invoice)
+    if period:
+        pdf.cell(0, 6, _pdf_text(f"Period: {period}" if invoice.kind == InvoiceKind.MONTHLY
+                                 else period), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    pdf.set_font("helvetica", style="B", size=10)
+    pdf.cell(0, 6, "Bill to", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("helvetica", size=10)
+    for line in _billing_lines(invoice.billing):
+        pdf.cell(0, 5, _pdf_text(line), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    widths = (120, 20, 40)
+    pdf.set_font("helvetica", style="B", size=10)
+    for width, label, align in zip(widths, ("Description", "Qty", "Amount"), "LRR",
+                                   strict=True):
+        pdf.cell(width, 7, label, border="B", align=align)
+    pdf.ln()
+    pdf.set_font("helvetica", size=9)
+    for item in invoice.lines:
+        x, y = pdf.get_x(), pdf.get_y()
+        pdf.multi_cell(widths[0], 5, _pdf_text(item.description))
+        height = pdf.get_y() - y
+        pdf.set_xy(x + widths[0], y)
+        pdf.cell(widths[1], height, str(item.quantity), align="R")
+        pdf.cell(widths[2], height, _pdf_money(item.amount, invoice.currency), align="R")
+        pdf.set_xy(x, y + height)
+    pdf.set_font("helvetica", style="B", size=10)
+    pdf.cell(widths[0] + widths[1], 8, "Total", border="T")
+    pdf.cell(widths[2], 8, _pdf_money(invoice.total, invoice.currency), border="T", align="R")
+    return bytes(pdf.output())
+
+
+def _billing_lines(billing: dict) -> list[str]:
+    """The billing snapshot as address lines, in the order they are written on a letter."""
+    billing = billing or {}
+    lines = [billing.get(k, "") for k in ("name", "company", "address1", "address2",
+                                          "address3")]
+    lines.append(" ".join(v for v in (billing.get("postal_code"), billing.get("city")) if v))
+    lines += [billing.get("state", ""), billing.get("country", "")]
+    extra = [f"VAT {billing['vat_number']}"] if billing.get("vat_number") else []
+    if billing.get("reseller"):
+        extra.append(f"Partner: {billing['reseller']}")
+    return [line for line in lines + extra if line]
