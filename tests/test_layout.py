@@ -8,7 +8,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "backoffice"
 
 #: modules that wire the domain to Flask and may import it; everything else is the domain
-FLASK_SIDE = {"backoffice", "backoffice.cli", "backoffice.extensions", "backoffice.jobs"}
+FLASK_SIDE = {"backoffice", "backoffice.cli", "backoffice.config", "backoffice.extensions",
+              "backoffice.jobs"}
 FLASK_PACKAGES = {"flask", "flask_login", "flask_wtf", "flask_admin"}
 
 
