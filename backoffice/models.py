@@ -870,3 +870,26 @@ class OutboxEmail(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class AppliedOperation(db.Model):
+    """A reviewed operation that was applied, by its idempotency key.
+
+    The row is written in the same transaction as the operation's effect, under a UNIQUE
+    key, so a second Confirm of the same review (a double-click, a retry, a replay) can
+    never apply it again: it finds this row and lands on ``result_url``.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_id: Mapped[int] = fk("staff_user.id")
+    #: what was applied, e.g. "subscription.add", and to what, e.g. "customer:12"
+    operation: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(64))
+    #: the page that shows the result (where a repeated Confirm lands)
+    result_url: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = created_at_column()
+
+    staff: Mapped[StaffUser] = relationship()
+
+    __table_args__ = (Index("ix_applied_operation_created_at", "created_at"),)

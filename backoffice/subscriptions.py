@@ -31,6 +31,8 @@ from .validation import positive_counts
 
 #: term lengths a product may offer, in months
 ALLOWED_TERMS = range(1, 121)
+#: the highest yearly price of one certificate, in minor units (1,000,000.00)
+MAX_YEARLY_PRICE = 1_000_000_00
 
 
 def create_certificate_type(
@@ -145,6 +147,9 @@ def _certificate_kind(kind: str) -> CertificateKind:
 def _check_price(yearly_price) -> None:
     if not isinstance(yearly_price, int) or isinstance(yearly_price, bool) or yearly_price < 0:
         raise InvalidInput("A yearly price is a whole, non-negative number of minor units.")
+    if yearly_price > MAX_YEARLY_PRICE:
+        raise InvalidInput(f"A yearly price can be at most {MAX_YEARLY_PRICE // 100:,}.00 "
+                           f"per certificate.")
 
 
 def _check_terms(terms_months) -> list[int]:

@@ -10,6 +10,9 @@ from .errors import InvalidInput
 
 _CURRENCIES = frozenset(list_currencies())
 
+#: the most certificates of one type a single operation may order, add or refund
+MAX_QUANTITY = 100_000
+
 
 def normalize_email(email: str) -> str:
     """Validate an address and return it lower-cased, or raise InvalidInput."""
@@ -54,6 +57,9 @@ def positive_counts(counts: dict[str, int], what: str = "quantity") -> dict[str,
     for code, count in (counts or {}).items():
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise InvalidInput(f"The {what} for {code} must be a whole number of 0 or more.")
+        if count > MAX_QUANTITY:
+            raise InvalidInput(f"The {what} for {code} can be at most {MAX_QUANTITY:,} in "
+                               f"one operation.")
         key = (code or "").strip().upper()
         cleaned[key] = cleaned.get(key, 0) + count
     return cleaned

@@ -325,3 +325,18 @@ def csrf_token_from(html: str) -> str:
         r'value="([^"]+)"[^>]*name="csrf_token"', html)
     assert match, "no CSRF token on the page"
     return match.group(1)
+
+
+def review_token_from(html: str) -> str:
+    """The signed review token a review page's Confirm form carries."""
+    match = re.search(r'name="review_token" value="([^"]+)"', html)
+    assert match, "no review token on the page"
+    return match.group(1)
+
+
+def review_then_confirm(client, url: str, data: dict):
+    """Post ``data`` for review, then Confirm it as the review page does: (review, confirm)."""
+    review = client.post(url, data={**data, "step": "review"})
+    assert review.status_code == 200, review.data[:2000]
+    token = review_token_from(review.get_data(as_text=True))
+    return review, client.post(url, data={**data, "step": "confirm", "review_token": token})

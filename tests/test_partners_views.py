@@ -12,6 +12,7 @@ from backoffice.extensions import db
 from backoffice.models import (
     AdminResponsibility,
     AuditEvent,
+    CertificateType,
     Customer,
     CustomerAdmin,
     Reseller,
@@ -20,7 +21,9 @@ from backoffice.models import (
     SubscriptionStatus,
     Transaction,
 )
+from backoffice.subscriptions import update_certificate_type
 from tests import factories
+from tests.conftest import review_then_confirm, review_token_from
 
 CUSTOMER_FORM = {
     "company_name": "Bluefin Hosting", "address1": "12 Harbour Road", "address2": "",
@@ -137,14 +140,10 @@ def test_backdated_subscription_review_then_confirm(client_as, appctx, customer_
     client = client_as("support")
     form_page = client.get(f"/admin/customer/subscribe/{customer_id}/?product_id={product_id}")
     assert b"qty_DV" in form_page.data
-    review = client.post(f"/admin/customer/subscribe/{customer_id}/",
-                         data=subscribe_form(product_id, step="review"))
+    url = f"/admin/customer/subscribe/{customer_id}/"
+    review, done = review_then_confirm(client, url, subscribe_form(product_id))
     html = review.get_data(as_text=True)
     assert "$261.64" in html and "191 of 365" in html and "$500.00" in html
-    with appctx():
-        assert counts()[2:4] == (0, 0)  # the review writes nothing
-    done = client.post(f"/admin/customer/subscribe/{customer_id}/",
-                       data=subscribe_form(product_id, step="confirm", quoted_total="26164"))
     assert done.status_code == 303
     with appctx() as session:
         subscription = session.scalar(select(Subscription))
@@ -158,12 +157,31 @@ def test_backdated_subscription_review_then_confirm(client_as, appctx, customer_
 
 
 @pytest.mark.clock(datetime(2026, 11, 22, 10, tzinfo=UTC))
-def test_confirm_with_a_stale_review_shows_the_new_amounts(client_as, appctx, customer_id,
-                                                          product_id):
+def test_the_review_alone_writes_nothing(client_as, appctx, customer_id, product_id):
     client = client_as("support")
-    response = client.post(f"/admin/customer/subscribe/{customer_id}/",
-                           data=subscribe_form(product_id, step="confirm", quoted_total="1"))
-    assert b"changed since the review" in response.data and b"$261.64" in response.data
+    review = client.post(f"/admin/customer/subscribe/{customer_id}/",
+                         data={**subscribe_form(product_id), "step": "review"})
+    assert "Confirm" in review.get_data(as_text=True)
+    with appctx():
+        assert counts()[2:4] == (0, 0)
+
+
+@pytest.mark.clock(datetime(2026, 11, 22, 10, tzinfo=UTC))
+def test_confirm_after_a_price_change_shows_the_new_amounts_and_charges_nothing(
+        client_as, appctx, customer_id, product_id):
+    client = client_as("support")
+    url = f"/admin/customer/subscribe/{customer_id}/"
+    review = client.post(url, data={**subscribe_form(product_id), "step": "review"})
+    token = review_token_from(review.get_data(as_text=True))
+    with appctx() as session:
+        dv = session.scalar(select(CertificateType).where(CertificateType.code == "DV"))
+        update_certificate_type(dv, name=dv.name, yearly_price=6000, active=True, actor=None)
+        session.commit()
+    stale = client.post(url, data={**subscribe_form(product_id), "step": "confirm",
+                                   "review_token": token})
+    html = stale.get_data(as_text=True)
+    assert stale.status_code == 200 and "changed since you reviewed it" in html
+    assert "$313.97" in html  # 600.00 x 191/365: the new review, to confirm again
     with appctx():
         assert counts()[2] == 0
 
@@ -172,19 +190,27 @@ def test_confirm_with_a_stale_review_shows_the_new_amounts(client_as, appctx, cu
 @pytest.mark.parametrize(("change", "message"), [
     ({"start_date": "2026-11-23"}, "in the future"),
     ({"start_date": "2025-11-22"}, "earliest start date allowed today is 2025-11-23"),
-    ({"start_date": "22/11/2026"}, "is not a date"),
-    ({"qty_DV": "ten"}, "must be a whole number"),
+    ({"start_date": "22/11/2026"}, "Enter the date as YYYY-MM-DD"),
+    ({"start_date": "10000-01-01"}, "Enter the date as YYYY-MM-DD"),
+    ({"start_date": "1999-12-31"}, "Enter a date from 2000-01-01"),
+    ({"qty_DV": "ten"}, "Enter a whole number from 0 to 100,000."),
+    ({"qty_DV": "²"}, "Enter a whole number from 0 to 100,000."),
+    ({"qty_DV": "905970020212414042476352"}, "Enter a whole number from 0 to 100,000."),
+    ({"qty_DV": "100001"}, "Enter a whole number from 0 to 100,000."),
+    ({"qty_DV": "-1"}, "Enter a whole number from 0 to 100,000."),
     ({"qty_DV": "0"}, "at least one certificate type"),
-    ({"term_months": "18"}, "not 18"),
+    ({"term_months": "18"}, "Choose one of the product&#39;s terms."),
+    ({"term_months": "x"}, "Choose one of the product&#39;s terms."),
+    ({"term_months": "1" * 5000}, "Choose one of the product&#39;s terms."),
 ])
 def test_bad_subscription_input_is_explained(client_as, appctx, customer_id, product_id,
                                              change, message):
     client = client_as("support")
     response = client.post(f"/admin/customer/subscribe/{customer_id}/",
-                           data=subscribe_form(product_id, step="confirm",
-                                               quoted_total="26164", **change))
+                           data={**subscribe_form(product_id), **change, "step": "review"})
     assert response.status_code == 200
     assert message in response.get_data(as_text=True)
+    assert 'name="review_token"' not in response.get_data(as_text=True)
     with appctx():
         assert counts()[2] == 0
 
@@ -213,9 +239,9 @@ def factories_product(session, product_id):
 def test_add_inventory_review_then_confirm(client_as, appctx, subscription_id):
     client = client_as("support")
     url = f"/admin/subscription/inventory/{subscription_id}/"
-    review = client.post(url, data={"step": "review", "qty_OV": "3"}).get_data(as_text=True)
-    assert "$135.12" in review and "137 of 365" in review
-    done = client.post(url, data={"step": "confirm", "qty_OV": "3", "quoted_total": "13512"})
+    review, done = review_then_confirm(client, url, {"qty_OV": "3"})
+    assert "$135.12" in review.get_data(as_text=True)
+    assert "137 of 365" in review.get_data(as_text=True)
     assert done.status_code == 303
     with appctx() as session:
         sub = session.get(Subscription, subscription_id)

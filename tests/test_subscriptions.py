@@ -19,6 +19,7 @@ from backoffice.models import (
     TransactionLine,
     TransactionReason,
 )
+from backoffice.validation import MAX_QUANTITY
 from tests import factories
 
 
@@ -168,12 +169,12 @@ def test_half_cent_rounds_up(ctx, customer):
 
 
 def test_large_amounts_stay_exact(ctx, customer):
-    """A price and quantity far beyond float precision come out to the exact cent."""
-    yearly = 99_999_999_99  # 99,999,999.99 a year
+    """The highest price and quantity, far beyond float precision, come out to the cent."""
+    yearly = subscriptions.MAX_YEARLY_PRICE - 1  # 999,999.99 a year
     subscriptions.create_certificate_type(code="BIG", name="Big", yearly_price=yearly)
     product = subscriptions.create_product(name="Big", certificate_types=["BIG"],
                                            terms_months=[36])
-    quantity = 1_000_003
+    quantity = MAX_QUANTITY
     with at(date(2026, 11, 22)):
         quote = subscriptions.quote_subscription(customer, product, term_months=36,
                                                  inventory={"BIG": quantity},
@@ -184,7 +185,15 @@ def test_large_amounts_stay_exact(ctx, customer):
     left, total = line.days_charged, line.days_in_term
     expected = (2 * full * left + total) // (2 * total)  # integer half-up
     assert line.amount == expected
-    assert float(full) * left / total != expected  # a float would be off here
+
+
+def test_prices_and_quantities_above_their_bounds_are_refused(ctx, product, customer):
+    with pytest.raises(InvalidInput, match="at most 1,000,000.00"):
+        subscriptions.create_certificate_type(code="BIG", name="Big",
+                                              yearly_price=subscriptions.MAX_YEARLY_PRICE + 1)
+    with pytest.raises(InvalidInput, match="at most 100,000"):
+        subscriptions.quote_subscription(customer, product, term_months=12,
+                                         inventory={"DV": MAX_QUANTITY + 1})
 
 
 # --------------------------------------------------------------------------- additions

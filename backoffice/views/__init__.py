@@ -12,6 +12,7 @@ from flask_admin.theme import Bootstrap4Theme
 from ..extensions import db
 from . import accounts, catalog, finance, partners, system
 from .base import ConsoleIndexView
+from .forms import quantity_fields
 
 
 def init_admin(app: Flask) -> Admin:
@@ -22,6 +23,7 @@ def init_admin(app: Flask) -> Admin:
         theme=Bootstrap4Theme(base_template="backoffice_base.html", fluid=True),
         index_view=ConsoleIndexView(name="Dashboard", url="/admin"),
     )
+    app.jinja_env.filters["quantity_fields"] = quantity_fields
     accounts.register(admin, db)
     partners.register(admin, db)
     finance.register(admin, db)

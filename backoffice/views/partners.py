@@ -6,21 +6,24 @@ like the partner platform's Review / Confirm step.
 
 from __future__ import annotations
 
-from datetime import date
-
 import pycountry
-from flask import flash, redirect, request, url_for
+from flask import redirect, request, url_for
 from flask_admin import expose
 from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import EmailField, RadioField, SelectChoice, SelectField, StringField
-from wtforms.validators import DataRequired, Email, Length, Optional
+from wtforms import (
+    BooleanField,
+    EmailField,
+    RadioField,
+    SelectChoice,
+    SelectField,
+    StringField,
+)
+from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
 
 from .. import partners, subscriptions
 from ..clock import today
-from ..errors import DomainError, InvalidInput
 from ..extensions import db
 from ..models import (
     Customer,
@@ -42,6 +45,8 @@ from .base import (
     run_domain,
 )
 from .finance import customer_transactions_url
+from .forms import ConsoleForm, DayField, ReviewForm, quantities, quantity_form
+from .review import Operation, review_confirm
 
 CATEGORY = "Partners"
 
@@ -53,39 +58,26 @@ RESPONSIBILITY_CHOICES = [SelectChoice("partner", "Partner administered"),
                           SelectChoice("customer", "Customer administered")]
 
 
-def parse_counts(form, codes, prefix: str = "qty_") -> dict[str, int]:
-    """Read one whole-number field per certificate type code; empty means 0."""
-    counts = {}
-    for code in codes:
-        raw = (form.get(f"{prefix}{code}") or "").strip()
-        if not raw:
-            counts[code] = 0
-        elif raw.isdigit():
-            counts[code] = int(raw)
-        else:
-            raise InvalidInput(f"The quantity for {code} must be a whole number of 0 or more; "
-                               f"got '{raw}'.")
-    return counts
+class SubscriptionForm(ReviewForm):
+    """Term, start date and auto-renew of a new subscription; the quantities are added per
+    product by :func:`~.forms.quantity_form`."""
+
+    term_months = SelectField("Term", coerce=int, choices=[],
+                              validators=[InputRequired(message="Choose a term.")],
+                              invalid_value_message="Choose one of the product's terms.",
+                              invalid_choice_message="Choose one of the product's terms.")
+    start_date = DayField(
+        "Start date", validators=[Optional()],
+        description="Today, or backdated as long as a day of the term is left; the charge "
+                    "is then prorated by days.")
+    auto_renew = BooleanField("Auto-renew")
 
 
-def apply_reviewed(form, quote, operation, success: str, url_after):
-    """The Confirm step of a review: apply only the charge that was reviewed.
-
-    Returns None to show the review (not confirming yet, or the total changed since it was
-    reviewed), False when the domain refused (its message is flashed), or a 303 redirect to
-    ``url_after(result)`` once applied.
-    """
-    if form.get("step") != "confirm":
-        return None
-    if form.get("quoted_total") != str(quote.total):
-        flash("The charge changed since the review (the date moved on); check the new "
-              "amounts and confirm again.", "warning")
-        return None
-    ok, result = run_domain(operation, success)
-    return redirect(url_after(result), code=303) if ok else False
+class InventoryForm(ReviewForm):
+    """Certificates added to a subscription's current inventory (quantities per type)."""
 
 
-class AddressForm(FlaskForm):
+class AddressForm(ConsoleForm):
     company_name = StringField("Company name", validators=[DataRequired(), Length(max=200)])
     address1 = StringField("Address 1", validators=[DataRequired(), Length(max=200)])
     address2 = StringField("Address 2", validators=[Optional(), Length(max=200)])
@@ -256,53 +248,45 @@ class CustomerView(DomainModelView):
         products = db.session.scalars(
             select(SubscriptionProduct).where(SubscriptionProduct.active.is_(True))
             .order_by(SubscriptionProduct.name)).all()
-        form = request.form if request.method == "POST" else request.args
-        product = None
-        if (form.get("product_id") or "").isdigit():
-            product = db.session.get(SubscriptionProduct, int(form["product_id"]))
+        product = _chosen(products, request.values.get("product_id"))
         context = {"customer": customer, "products": products, "product": product,
-                   "values": form, "today": today(),
                    "cancel_url": self.get_url(".details_view", id=customer_id)}
-        if request.method == "GET" or product is None:
-            return self.render("partners/subscription_form.html", **context)
-        try:
-            args = _subscription_args(form, product)
-            quote = subscriptions.quote_subscription(customer, product, **args)
-        except DomainError as exc:
-            flash(str(exc), "error")
-            return self.render("partners/subscription_form.html", **context)
-        auto_renew = form.get("auto_renew") == "y"
-        outcome = apply_reviewed(
-            form, quote,
-            lambda: subscriptions.add_subscription(customer, product, **args,
-                                                   auto_renew=auto_renew, actor=current_user),
-            f"Subscription added for {customer.company_name}.",
-            lambda subscription: url_for("subscription.details_view", id=subscription.id))
-        if outcome is False:
-            return self.render("partners/subscription_form.html", **context)
-        if outcome is not None:
-            return outcome
-        typed = {k: v for k, v in form.items() if k not in ("step", "csrf_token", "quoted_total")}
-        return self.render(
-            "partners/quote_review.html", quote=quote, customer=customer,
-            title=f"Review: new subscription to {product.name} for {customer.company_name}",
-            action_url=self.get_url(".subscribe_view", customer_id=customer_id), hidden=typed,
-            back_url=self.get_url(".subscribe_view", customer_id=customer_id, **typed),
-            auto_renew=auto_renew, confirm_label="Confirm")
+        if product is None:
+            return self.render("partners/subscription_form.html", form=None, **context)
+        form = quantity_form(product.certificate_types, base=SubscriptionForm)(
+            start_date=today())
+        form.term_months.choices = [SelectChoice(t, f"{t} months")
+                                    for t in product.terms_months]
+
+        def show_form():
+            return self.render("partners/subscription_form.html", form=form, **context)
+
+        if not form.validate_on_submit():
+            return show_form()
+        args = {"term_months": form.term_months.data, "start_date": form.start_date.data,
+                "inventory": quantities(form)}
+        operation = Operation(
+            name="subscription.add", target=f"customer:{customer.id}",
+            review=lambda: subscriptions.quote_subscription(customer, product, **args),
+            apply=lambda _quote: subscriptions.add_subscription(
+                customer, product, **args, auto_renew=form.auto_renew.data,
+                actor=current_user),
+            landing=lambda subscription: url_for("subscription.details_view",
+                                                 id=subscription.id),
+            done=f"Subscription added for {customer.company_name}.")
+
+        def show_review(quote, token):
+            return self.render(
+                "partners/quote_review.html", quote=quote, token=token, form=form,
+                title=f"Review: new subscription to {product.name} for {customer.company_name}",
+                auto_renew=form.auto_renew.data, back_url=context["cancel_url"])
+
+        return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
 
-def _subscription_args(form, product: SubscriptionProduct) -> dict:
-    """Term, start date and quantities typed on the subscription form."""
-    term = (form.get("term_months") or "").strip()
-    if not term.isdigit():
-        raise InvalidInput("Choose a term.")
-    raw_start = (form.get("start_date") or "").strip()
-    try:
-        start = date.fromisoformat(raw_start) if raw_start else None
-    except ValueError as exc:
-        raise InvalidInput(f"'{raw_start}' is not a date; use YYYY-MM-DD.") from exc
-    return {"term_months": int(term), "start_date": start,
-            "inventory": parse_counts(form, [t.code for t in product.certificate_types])}
+def _chosen(products, raw: str | None):
+    """The product whose id was chosen, or None for a missing or malformed choice."""
+    return next((p for p in products if str(p.id) == (raw or "").strip()), None)
 
 
 class CustomerAdminView(ReadOnlyModelView):
@@ -344,54 +328,54 @@ class SubscriptionView(ReadOnlyModelView):
         """Add current inventory: quantities, review of the prorated charge, Confirm."""
         self.require(Permission.PARTNER_WRITE)
         subscription = db.get_or_404(Subscription, subscription_id)
-        codes = [t.code for t in subscription.product.certificate_types]
-        context = {"subscription": subscription, "values": request.form,
-                   "cancel_url": self._details_url(subscription_id)}
-        if request.method == "GET":
-            return self.render("partners/inventory_form.html", **context)
-        try:
-            additions = parse_counts(request.form, codes)
-            quote = subscriptions.quote_inventory(subscription, additions)
-        except DomainError as exc:
-            flash(str(exc), "error")
-            return self.render("partners/inventory_form.html", **context)
-        outcome = apply_reviewed(
-            request.form, quote,
-            lambda: subscriptions.add_inventory(subscription, additions, actor=current_user),
-            "Inventory added; the charge will be on the next invoice.",
-            lambda _transaction: self._details_url(subscription_id))
-        if outcome is False:
-            return self.render("partners/inventory_form.html", **context)
-        if outcome is not None:
-            return outcome
-        hidden = {f"qty_{code}": additions[code] for code in codes}
-        return self.render(
-            "partners/quote_review.html", quote=quote, customer=subscription.customer,
-            title=f"Review: add inventory to subscription #{subscription.id}",
-            action_url=self.get_url(".inventory_view", subscription_id=subscription_id),
-            hidden=hidden, back_url=self._details_url(subscription_id), auto_renew=None,
-            confirm_label="Confirm")
+        form = quantity_form(subscription.product.certificate_types, base=InventoryForm)()
+        details_url = self._details_url(subscription_id)
+
+        def show_form():
+            return self.render("partners/inventory_form.html", subscription=subscription,
+                               form=form, cancel_url=details_url,
+                               current={f"qty_{row.certificate_type.code}": row.quantity
+                                        for row in subscription.inventory})
+
+        if not form.validate_on_submit():
+            return show_form()
+        additions = quantities(form)
+        operation = Operation(
+            name="inventory.add", target=f"subscription:{subscription.id}",
+            review=lambda: subscriptions.quote_inventory(subscription, additions),
+            apply=lambda _quote: subscriptions.add_inventory(subscription, additions,
+                                                             actor=current_user),
+            landing=lambda _transaction: details_url,
+            done="Inventory added; the charge will be on the next invoice.")
+
+        def show_review(quote, token):
+            return self.render(
+                "partners/quote_review.html", quote=quote, token=token, form=form,
+                title=f"Review: add inventory to subscription #{subscription.id}",
+                auto_renew=None, back_url=details_url)
+
+        return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
     @expose("/renewal/<int:subscription_id>/", methods=("GET", "POST"))
     def renewal_view(self, subscription_id):
         """Set the renewal inventory: what the next term holds. Charges nothing now."""
         self.require(Permission.PARTNER_WRITE)
         subscription = db.get_or_404(Subscription, subscription_id)
-        codes = [row.certificate_type.code for row in subscription.inventory]
-        if request.method == "POST":
-            try:
-                counts = parse_counts(request.form, codes)
-            except DomainError as exc:
-                flash(str(exc), "error")
-            else:
-                ok, _ = run_domain(
-                    lambda: subscriptions.set_renewal_inventory(subscription, counts,
-                                                                actor=current_user),
-                    "Renewal inventory saved; nothing is charged until the renewal.")
-                if ok:
-                    return redirect(self._details_url(subscription_id), code=303)
-        return self.render("partners/renewal_form.html", subscription=subscription,
-                           values=request.form, cancel_url=self._details_url(subscription_id))
+        rows = subscription.inventory
+        form = quantity_form([row.certificate_type for row in rows], base=ConsoleForm)(
+            data={f"qty_{row.certificate_type.code}": row.renewal_quantity for row in rows})
+        if form.validate_on_submit():
+            counts = quantities(form)
+            ok, _ = run_domain(
+                lambda: subscriptions.set_renewal_inventory(subscription, counts,
+                                                            actor=current_user),
+                "Renewal inventory saved; nothing is charged until the renewal.")
+            if ok:
+                return redirect(self._details_url(subscription_id), code=303)
+        return self.render("partners/renewal_form.html", subscription=subscription, form=form,
+                           current={f"qty_{row.certificate_type.code}": row.quantity
+                                    for row in rows},
+                           cancel_url=self._details_url(subscription_id))
 
     @expose("/suspend/<int:subscription_id>/", methods=("GET", "POST"))
     def suspend_view(self, subscription_id):
