@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
 
-from . import audit, invoicing, renewals
+from . import audit, idempotency, invoicing, renewals
 from .clock import today, utcnow
 from .extensions import db
 from .models import (
@@ -284,6 +284,13 @@ def renewal_notices() -> dict:
     return queue_renewal_notices()
 
 
+def purge_review_keys() -> dict:
+    """Forget the idempotency keys of reviews applied more than KEY_RETENTION ago."""
+    removed = idempotency.purge()
+    db.session.commit()
+    return {"removed": removed}
+
+
 def registry() -> dict[str, Job]:
     """Every job the scheduler runs, by its fixed id."""
     jobs = [
@@ -297,6 +304,8 @@ def registry() -> dict[str, Job]:
             "1st of the month at 03:00 UTC", timedelta(hours=2)),
         Job("renewal_notices", "Queue renewal notices (30 days ahead)", renewal_notices,
             lambda: CronTrigger(hour=6, minute=0, timezone="UTC"), "daily at 06:00 UTC"),
+        Job("review_keys", "Forget applied review keys after 7 days", purge_review_keys,
+            lambda: CronTrigger(hour=4, minute=15, timezone="UTC"), "daily at 04:15 UTC"),
         Job("outbox", "Send queued email", send_outbox,
             lambda: IntervalTrigger(minutes=1), "every minute", timedelta(minutes=10)),
     ]

@@ -40,7 +40,7 @@ def moment(*args) -> time_machine.travel:
 def test_registry_schedules():
     registry = jobs.registry()
     assert set(registry) == {"renewals", "monthly_invoices", "renewal_notices", "outbox",
-                             "ledger_check"}
+                             "ledger_check", "review_keys"}
     now = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
     def next_fire(name, after=now):
@@ -52,6 +52,7 @@ def test_registry_schedules():
         datetime(2027, 1, 1, 3, 0, tzinfo=UTC)
     assert next_fire("ledger_check") == datetime(2026, 11, 23, 2, 30, tzinfo=UTC)
     assert next_fire("renewal_notices") == datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+    assert next_fire("review_keys") == datetime(2026, 11, 23, 4, 15, tzinfo=UTC)
     assert registry["outbox"].trigger().interval == timedelta(minutes=1)
 
 
