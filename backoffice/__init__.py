@@ -9,7 +9,7 @@ from flask import Flask, render_template
 
 from . import cli, staff
 from .config import DEFAULT_SECRET_KEY, from_environment
-from .extensions import configure_sqlite, csrf, db, limiter, login_manager, migrate
+from .extensions import configure_sqlite, csrf, db, limiter, login_manager, mail, migrate
 from .jobs import start_in_process
 from .permissions import Permission, has_permission
 from .views import init_admin, login
@@ -42,6 +42,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     app.config.setdefault("RATELIMIT_ENABLED", not app.config.get("TESTING", False))
     limiter.init_app(app)
     login_manager.init_app(app)
+    mail.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to open that page."
     login_manager.session_protection = "strong"

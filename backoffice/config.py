@@ -63,6 +63,10 @@ def _documented_settings(instance_path: str) -> dict:
         ),
         "SMTP_HOST": os.environ.get("SMTP_HOST", ""),
         "SMTP_PORT": int(os.environ.get("SMTP_PORT", "25")),
+        # none (plain, e.g. a local relay), starttls (usually port 587) or ssl (port 465)
+        "SMTP_SECURITY": os.environ.get("SMTP_SECURITY", "none"),
+        "SMTP_USERNAME": os.environ.get("SMTP_USERNAME", ""),
+        "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
         "MAIL_FROM": os.environ.get("MAIL_FROM", "backoffice@example.com"),
         "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "10 per minute"),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),

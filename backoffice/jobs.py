@@ -17,7 +17,6 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, timedelta
-from email.message import EmailMessage
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -25,30 +24,17 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from dateutil.relativedelta import relativedelta
 from flask import Flask, current_app
-from sqlalchemy import func, select, update
+from flask_mailman import EmailMessage
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import aliased
 
-from . import audit, idempotency, invoicing, renewals
+from . import checks, idempotency, invoicing, outbox, renewals
 from .clock import today, utcnow
-from .extensions import db
-from .models import (
-    CreditEntry,
-    JobLock,
-    JobRun,
-    JobStatus,
-    OutboxEmail,
-    Profile,
-    Subscription,
-    SubscriptionStatus,
-    TransactionLine,
-)
+from .extensions import db, mail
+from .models import JobLock, JobRun, JobStatus, OutboxEmail
 
 log = logging.getLogger(__name__)
-
-#: how many times an outbox message is tried before it is left for staff to look at
-OUTBOX_MAX_ATTEMPTS = 5
 
 #: ``progress(done, total)`` for the job running in this context (``flask jobs run-once``)
 _progress: ContextVar[Callable[[int, int], None] | None] = ContextVar("job_progress",
@@ -68,196 +54,40 @@ class Job:
 
 
 # --------------------------------------------------------------------------- job bodies
+# Each body is a thin wrapper: the work lives in its domain module (renewals, invoicing,
+# outbox, checks, idempotency); a body gives it what the Flask side knows (mail settings,
+# progress) and owns the unit of work where the domain leaves it to the caller.
 
 
 def send_outbox(batch: int = 100) -> dict:
     """Send queued emails; each message commits on its own, failures retry with backoff."""
-    now = utcnow()
-    ids = db.session.scalars(
-        select(OutboxEmail.id)
-        .where(OutboxEmail.sent_at.is_(None), OutboxEmail.attempts < OUTBOX_MAX_ATTEMPTS,
-               (OutboxEmail.next_attempt_at.is_(None)) | (OutboxEmail.next_attempt_at <= now))
-        .order_by(OutboxEmail.id)
-        .limit(batch)
-    ).all()
-    db.session.rollback()
-    counts = {"sent": 0, "failed": 0}
-    for message_id in ids:
-        message = db.session.get(OutboxEmail, message_id, with_for_update=True)
-        if message is None or message.sent_at is not None:
-            db.session.rollback()
-            continue
-        try:
-            _deliver(message)
-        except (OSError, smtplib.SMTPException) as exc:
-            message.attempts += 1
-            message.last_error = str(exc)[:2000]
-            message.next_attempt_at = utcnow() + timedelta(minutes=5 * 2 ** message.attempts)
-            counts["failed"] += 1
-        else:
-            message.attempts += 1
-            message.sent_at = utcnow()
-            counts["sent"] += 1
-        db.session.commit()
-    return counts
+    return outbox.send_pending(_deliver, batch=batch)
 
 
 def _deliver(message: OutboxEmail) -> None:
-    """Hand one message to SMTP, or to the log when no SMTP host is configured."""
-    host = current_app.config.get("SMTP_HOST")
-    if not host:
+    """Hand one message to the SMTP server (Flask-Mailman), or to the log when no SMTP host
+    is configured."""
+    config = current_app.config
+    if not config.get("SMTP_HOST"):
         log.info("email to %s: %s\n%s", message.to, message.subject, message.body)
         return
-    email = EmailMessage()
-    email["From"] = current_app.config["MAIL_FROM"]
-    email["To"] = message.to
-    email["Subject"] = message.subject
-    email.set_content(message.body)
-    with smtplib.SMTP(host, current_app.config["SMTP_PORT"], timeout=30) as smtp:
-        smtp.send_message(email)
+    security = config.get("SMTP_SECURITY", "none")
+    connection = mail.get_connection(
+        backend="smtp", host=config["SMTP_HOST"], port=config["SMTP_PORT"],
+        username=config.get("SMTP_USERNAME", ""), password=config.get("SMTP_PASSWORD", ""),
+        use_tls=security == "starttls", use_ssl=security == "ssl", timeout=30)
+    email = EmailMessage(subject=message.subject, body=message.body,
+                         from_email=config["MAIL_FROM"], to=[message.to],
+                         connection=connection)
+    try:
+        email.send()
+    except (OSError, smtplib.SMTPException) as exc:
+        raise outbox.DeliveryError(str(exc) or exc.__class__.__name__) from exc
 
 
 def ledger_check() -> dict:
-    """Verify the books: every balance equals its ledger, and the audit chain is intact.
-
-    Returns counts and a list of anomalies; writes nothing but its own run record.
-    """
-    ledger = (
-        select(CreditEntry.profile_id, func.coalesce(func.sum(CreditEntry.amount), 0).label("sum"))
-        .group_by(CreditEntry.profile_id)
-        .subquery()
-    )
-    mismatches = db.session.execute(
-        select(Profile.id, Profile.email, Profile.credit_balance, ledger.c.sum)
-        .outerjoin(ledger, ledger.c.profile_id == Profile.id)
-        .where(Profile.credit_balance != func.coalesce(ledger.c.sum, 0))
-    ).all()
-    anomalies = [
-        f"profile {row.email}: balance {row.credit_balance} but ledger sums to {row.sum or 0}"
-        for row in mismatches
-    ]
-    anomalies += _refund_anomalies()
-    anomalies += [f"audit event {p.seq}: {p.problem}" for p in audit.verify_chain()]
-    profiles = db.session.scalar(select(func.count(Profile.id)))
-    lines = db.session.scalar(select(func.count(TransactionLine.id)))
-    db.session.rollback()
-    return {"profiles_checked": profiles, "lines_checked": lines, "anomalies": anomalies}
-
-
-def _refund_anomalies() -> list[str]:
-    """Charge lines refunded beyond their quantity or amount.
-
-    Both the line's own counters and the refund lines that point at it are checked, so a
-    counter that drifted from the refunds actually recorded is found too.
-    """
-    refund = aliased(TransactionLine)
-    refunded = (
-        select(refund.refunded_line_id.label("line_id"),
-               func.sum(refund.quantity).label("quantity"),
-               func.sum(-refund.amount).label("amount"))
-        .where(refund.refunded_line_id.is_not(None))
-        .group_by(refund.refunded_line_id)
-        .subquery()
-    )
-    charge = TransactionLine
-    rows = db.session.execute(
-        select(charge.id, charge.transaction_id, charge.quantity, charge.amount,
-               charge.refunded_quantity, charge.refunded_amount,
-               refunded.c.quantity.label("refund_quantity"),
-               refunded.c.amount.label("refund_amount"))
-        .outerjoin(refunded, refunded.c.line_id == charge.id)
-        .where(charge.refunded_line_id.is_(None), charge.amount >= 0)
-        .where((charge.refunded_quantity > charge.quantity)
-               | (charge.refunded_amount > charge.amount)
-               | (func.coalesce(refunded.c.quantity, 0) > charge.quantity)
-               | (func.coalesce(refunded.c.amount, 0) > charge.amount))
-        .order_by(charge.id)
-    ).all()
-    return [
-        f"transaction T{r.transaction_id} line {r.id}: {r.quantity} certificates for "
-        f"{r.amount}, but refunded {max(r.refunded_quantity, r.refund_quantity or 0)} "
-        f"certificates for {max(r.refunded_amount, r.refund_amount or 0)}"
-        for r in rows
-    ]
-
-
-#: how long before an auto-renewal the customer is told about it
-RENEWAL_NOTICE_DAYS = 30
-
-
-def renewal_notice_subject(subscription: Subscription) -> str:
-    """The notice's subject; it names the subscription and its term end, once per term.
-
-    The subject is also the marker that the notice for this term was queued: a queued or
-    sent outbox message with exactly this subject means the notice is not queued again.
-    """
-    return (f"Subscription #{subscription.id} renews automatically on "
-            f"{subscription.end_date.isoformat()}")
-
-
-def queue_renewal_notices(*, as_of: date | None = None) -> dict:
-    """Queue an email to the customer admin 30 days before each auto-renewal, once per term.
-
-    Each subscription is handled in its own transaction under its row lock, so two runs
-    at once still queue one notice. Subscriptions that will not renew get no notice.
-    """
-    as_of = as_of or today()
-    ids = db.session.scalars(
-        select(Subscription.id)
-        .where(Subscription.status == SubscriptionStatus.ACTIVE,
-               Subscription.auto_renew.is_(True),
-               Subscription.end_date > as_of,
-               Subscription.end_date <= as_of + timedelta(days=RENEWAL_NOTICE_DAYS))
-        .order_by(Subscription.id)
-    ).all()
-    db.session.rollback()
-    counts = {"queued": 0, "already_queued": 0, "no_email": 0, "not_renewing": 0,
-              "failed": 0}
-    for subscription_id in ids:
-        try:
-            outcome = _queue_notice(subscription_id, as_of)
-            db.session.commit()
-        except Exception:  # one bad subscription must not stop the others
-            db.session.rollback()
-            log.exception("renewal notice for subscription %s failed", subscription_id)
-            outcome = "failed"
-        counts[outcome] += 1
-    return counts
-
-
-def _queue_notice(subscription_id: int, as_of: date) -> str:
-    """Queue one subscription's notice in the current transaction; returns what happened."""
-    subscription = db.session.get(Subscription, subscription_id, with_for_update=True,
-                                  populate_existing=True)
-    if (subscription is None or renewals.renewal_blocker(subscription) is not None
-            or subscription.end_date <= as_of):
-        return "not_renewing"
-    subject = renewal_notice_subject(subscription)
-    if db.session.scalar(select(OutboxEmail.id).where(OutboxEmail.subject == subject)):
-        return "already_queued"
-    customer = subscription.customer
-    if not customer.customer_admin_email:
-        return "no_email"
-    holding = "\n".join(
-        f"  {row.certificate_type.code}: {row.renewal_quantity}"
-        for row in subscription.inventory if row.renewal_quantity > 0
-    )
-    body = (
-        f"Hello,\n\nSubscription #{subscription.id} ({subscription.product.name}) of "
-        f"{customer.company_name} renews automatically on "
-        f"{subscription.end_date.isoformat()} for another {subscription.term_months} "
-        f"months, with:\n{holding}\n\nThe full-term charge will appear on your next "
-        f"invoice. To change the renewal inventory or stop the renewal, contact us before "
-        f"that date.\n"
-    )
-    message = OutboxEmail(to=customer.customer_admin_email, subject=subject, body=body,
-                          created_at=utcnow(), attempts=0)
-    db.session.add(message)
-    db.session.flush()
-    audit.record(None, "subscription.renewal_notice", subscription,
-                 {"term_end": subscription.end_date, "to": message.to,
-                  "outbox_email_id": message.id}, actor_label="job:renewal_notices")
-    return "queued"
+    """Verify the books (see ``checks.ledger_check``)."""
+    return checks.ledger_check()
 
 
 def renew_subscriptions() -> dict:
@@ -281,7 +111,7 @@ def issue_invoices() -> dict:
 
 def renewal_notices() -> dict:
     """The renewal-notice job: email customer admins 30 days before an auto-renewal."""
-    return queue_renewal_notices()
+    return renewals.queue_renewal_notices()
 
 
 def purge_review_keys() -> dict:

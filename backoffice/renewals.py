@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from . import audit, clock
+from . import audit, clock, outbox
 from .extensions import db
 from .models import (
     Inventory,
+    OutboxEmail,
     ResellerStatus,
     Subscription,
     SubscriptionStatus,
@@ -201,3 +202,82 @@ def _renew_one_term(subscription: Subscription, rows: list[Inventory]) -> None:
                   "lines": {line.code: {"quantity": line.quantity, "amount": line.amount}
                             for _row, line in lines}},
                  actor_label=ACTOR_LABEL)
+
+
+# --------------------------------------------------------------------------- notices
+
+
+#: how long before an auto-renewal the customer is told about it
+RENEWAL_NOTICE_DAYS = 30
+
+
+def renewal_notice_subject(subscription: Subscription) -> str:
+    """The notice's subject; it names the subscription and its term end, once per term.
+
+    The subject is also the marker that the notice for this term was queued: a queued or
+    sent outbox message with exactly this subject means the notice is not queued again.
+    """
+    return (f"Subscription #{subscription.id} renews automatically on "
+            f"{subscription.end_date.isoformat()}")
+
+
+def queue_renewal_notices(*, as_of: date | None = None) -> dict:
+    """Queue an email to the customer admin 30 days before each auto-renewal, once per term.
+
+    Each subscription is handled in its own transaction under its row lock, so two runs
+    at once still queue one notice. Subscriptions that will not renew get no notice.
+    """
+    as_of = as_of or clock.today()
+    ids = db.session.scalars(
+        select(Subscription.id)
+        .where(Subscription.status == SubscriptionStatus.ACTIVE,
+               Subscription.auto_renew.is_(True),
+               Subscription.end_date > as_of,
+               Subscription.end_date <= as_of + timedelta(days=RENEWAL_NOTICE_DAYS))
+        .order_by(Subscription.id)
+    ).all()
+    db.session.rollback()
+    counts = {"queued": 0, "already_queued": 0, "no_email": 0, "not_renewing": 0,
+              "failed": 0}
+    for subscription_id in ids:
+        try:
+            outcome = _queue_notice(subscription_id, as_of)
+            db.session.commit()
+        except Exception:  # one bad subscription must not stop the others
+            db.session.rollback()
+            log.exception("renewal notice for subscription %s failed", subscription_id)
+            outcome = "failed"
+        counts[outcome] += 1
+    return counts
+
+
+def _queue_notice(subscription_id: int, as_of: date) -> str:
+    """Queue one subscription's notice in the current transaction; returns what happened."""
+    subscription = db.session.get(Subscription, subscription_id, with_for_update=True,
+                                  populate_existing=True)
+    if (subscription is None or renewal_blocker(subscription) is not None
+            or subscription.end_date <= as_of):
+        return "not_renewing"
+    subject = renewal_notice_subject(subscription)
+    if db.session.scalar(select(OutboxEmail.id).where(OutboxEmail.subject == subject)):
+        return "already_queued"
+    customer = subscription.customer
+    if not customer.customer_admin_email:
+        return "no_email"
+    holding = "\n".join(
+        f"  {row.certificate_type.code}: {row.renewal_quantity}"
+        for row in subscription.inventory if row.renewal_quantity > 0
+    )
+    body = (
+        f"Hello,\n\nSubscription #{subscription.id} ({subscription.product.name}) of "
+        f"{customer.company_name} renews automatically on "
+        f"{subscription.end_date.isoformat()} for another {subscription.term_months} "
+        f"months, with:\n{holding}\n\nThe full-term charge will appear on your next "
+        f"invoice. To change the renewal inventory or stop the renewal, contact us before "
+        f"that date.\n"
+    )
+    message = outbox.queue(to=customer.customer_admin_email, subject=subject, body=body)
+    audit.record(None, "subscription.renewal_notice", subscription,
+                 {"term_end": subscription.end_date, "to": message.to,
+                  "outbox_email_id": message.id}, actor_label="job:renewal_notices")
+    return "queued"

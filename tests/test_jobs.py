@@ -11,7 +11,7 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from backoffice import jobs, renewals, subscriptions
+from backoffice import jobs, outbox, renewals, subscriptions
 from backoffice.clock import utcnow
 from backoffice.extensions import db
 from backoffice.models import (
@@ -212,11 +212,11 @@ def test_renewal_notice_is_queued_30_days_ahead_once_per_term(ctx, catalog):
     sub_id = sub.id
 
     with at(date(2026, 12, 15)):  # 31 days ahead: too early
-        assert jobs.queue_renewal_notices()["queued"] == 0
+        assert renewals.queue_renewal_notices()["queued"] == 0
     with at(date(2026, 12, 16)):  # 30 days ahead
-        assert jobs.queue_renewal_notices()["queued"] == 1
+        assert renewals.queue_renewal_notices()["queued"] == 1
     with at(date(2026, 12, 17)):
-        counts = jobs.queue_renewal_notices()
+        counts = renewals.queue_renewal_notices()
     assert (counts["queued"], counts["already_queued"]) == (0, 1)
     [message] = db.session.scalars(select(OutboxEmail)).all()
     assert message.to == "admin@acme.example.com"
@@ -228,7 +228,7 @@ def test_renewal_notice_is_queued_30_days_ahead_once_per_term(ctx, catalog):
     with at(date(2027, 1, 15)):
         renewals.renew_due_subscriptions()
     with at(date(2027, 12, 16)):  # the next term gets its own notice
-        assert jobs.queue_renewal_notices()["queued"] == 1
+        assert renewals.queue_renewal_notices()["queued"] == 1
     assert db.session.scalar(select(func.count(OutboxEmail.id))) == 2
 
 
@@ -241,7 +241,7 @@ def test_no_renewal_notice_without_an_email_or_a_renewal(ctx, catalog):
     subscriptions.suspend_subscription(suspended, actor=None)
     db.session.commit()
     with at(date(2026, 12, 20)):
-        counts = jobs.queue_renewal_notices()
+        counts = renewals.queue_renewal_notices()
     assert counts == {"queued": 0, "already_queued": 0, "no_email": 1, "not_renewing": 0,
                       "failed": 0}
     assert db.session.scalar(select(func.count(OutboxEmail.id))) == 0
@@ -272,7 +272,7 @@ def test_outbox_retries_with_backoff_and_a_limit(app, ctx, monkeypatch):
         with time_machine.travel(start + timedelta(minutes=minutes * 2), tick=False):
             jobs.send_outbox()
     message = db.session.scalar(select(OutboxEmail))
-    assert message.attempts == jobs.OUTBOX_MAX_ATTEMPTS and message.sent_at is None
+    assert message.attempts == outbox.MAX_ATTEMPTS and message.sent_at is None
     assert message.last_error
     with time_machine.travel(start + timedelta(days=30), tick=False):
         assert jobs.send_outbox() == {"sent": 0, "failed": 0}  # given up

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 import time_machine
 
-from backoffice import accounts, jobs
+from backoffice import accounts, checks, jobs, outbox
 from backoffice.extensions import db
 from backoffice.models import (
     AuditEvent,
@@ -195,7 +195,7 @@ def test_outbox_backs_off_and_gives_up_when_smtp_refuses(app, appctx, monkeypatc
     with appctx() as session:
         (message_id,) = _queue(session, 1)
     now = T0
-    for attempt in range(1, jobs.OUTBOX_MAX_ATTEMPTS + 1):
+    for attempt in range(1, outbox.MAX_ATTEMPTS + 1):
         with appctx() as session, time_machine.travel(now, tick=False):
             assert jobs.send_outbox() == {"sent": 0, "failed": 1}
             message = session.get(OutboxEmail, message_id)
@@ -211,7 +211,7 @@ def test_outbox_backs_off_and_gives_up_when_smtp_refuses(app, appctx, monkeypatc
     # given up: even much later it is not tried again
     with appctx() as session, time_machine.travel(now + timedelta(days=30), tick=False):
         assert jobs.send_outbox() == {"sent": 0, "failed": 0}
-        assert session.get(OutboxEmail, message_id).attempts == jobs.OUTBOX_MAX_ATTEMPTS
+        assert session.get(OutboxEmail, message_id).attempts == outbox.MAX_ATTEMPTS
 
 
 # --------------------------------------------------------------------------- ledger check
@@ -233,7 +233,7 @@ def profiles(appctx):
 def test_ledger_check_finds_nothing_on_consistent_data(appctx, profiles):
     with appctx() as session:
         assert session.get(Profile, profiles["rich"]).credit_balance == 3800
-        result = jobs.ledger_check()
+        result = checks.ledger_check()
         assert result["profiles_checked"] == 2 and result["anomalies"] == []
 
 
@@ -243,7 +243,7 @@ def test_ledger_check_reports_a_balance_changed_behind_the_ledger(appctx, profil
                         .where(Profile.__table__.c.id == profiles["poor"])
                         .values(credit_balance=700))
         session.commit()
-        result = jobs.ledger_check()
+        result = checks.ledger_check()
     assert result["anomalies"] == ["profile poor@example.com: balance 700 but ledger sums to 0"]
 
 
@@ -252,7 +252,7 @@ def test_ledger_check_reports_a_broken_audit_chain(appctx, profiles):
         session.execute(sa.update(AuditEvent.__table__)
                         .where(AuditEvent.__table__.c.seq == 2).values(action="forged"))
         session.commit()
-        anomalies = jobs.ledger_check()["anomalies"]
+        anomalies = checks.ledger_check()["anomalies"]
     assert anomalies == ["audit event 2: content does not match its hash"]
 
 
