@@ -25,14 +25,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 from dateutil.relativedelta import relativedelta
 from flask import Flask, current_app
 from flask_mailman import EmailMessage
-from sqlalchemy import update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from . import checks, idempotency, invoicing, outbox, renewals
+from . import audit, checks, idempotency, invoicing, outbox, renewals
 from .clock import today, utcnow
 from .extensions import db, mail
-from .models import JobLock, JobRun, JobStatus, OutboxEmail
+from .models import JobLock, JobRun, JobRunner, JobStatus, OutboxEmail
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ class Job:
     body: Callable[[], dict]
     trigger: Callable[[], BaseTrigger]
     schedule: str
-    lease: timedelta = timedelta(minutes=30)
+    #: how long the lease lasts without a heartbeat (see LEASE)
+    lease: timedelta | None = None
 
 
 # --------------------------------------------------------------------------- job bodies
@@ -125,24 +126,40 @@ def registry() -> dict[str, Job]:
     """Every job the scheduler runs, by its fixed id."""
     jobs = [
         Job("renewals", "Renew or expire ended subscriptions", renew_subscriptions,
-            lambda: CronTrigger(hour=1, minute=0, timezone="UTC"), "daily at 01:00 UTC",
-            timedelta(hours=2)),
+            lambda: CronTrigger(hour=1, minute=0, timezone="UTC"), "daily at 01:00 UTC"),
         Job("ledger_check", "Ledger and audit self-check", ledger_check,
             lambda: CronTrigger(hour=2, minute=30, timezone="UTC"), "daily at 02:30 UTC"),
         Job("monthly_invoices", "Issue monthly customer invoices", issue_invoices,
             lambda: CronTrigger(day=1, hour=3, minute=0, timezone="UTC"),
-            "1st of the month at 03:00 UTC", timedelta(hours=2)),
+            "1st of the month at 03:00 UTC"),
         Job("renewal_notices", "Queue renewal notices (30 days ahead)", renewal_notices,
             lambda: CronTrigger(hour=6, minute=0, timezone="UTC"), "daily at 06:00 UTC"),
         Job("review_keys", "Forget applied review keys after 7 days", purge_review_keys,
             lambda: CronTrigger(hour=4, minute=15, timezone="UTC"), "daily at 04:15 UTC"),
         Job("outbox", "Send queued email", send_outbox,
-            lambda: IntervalTrigger(minutes=1), "every minute", timedelta(minutes=10)),
+            lambda: IntervalTrigger(minutes=1), "every minute"),
     ]
     return {job.name: job for job in jobs}
 
 
 # --------------------------------------------------------------------------- lease and runs
+#
+# A run holds its job's lease (JobLock) for LEASE and renews it every HEARTBEAT while the
+# body works, so a live run keeps it however long it takes, and a dead one loses it
+# within LEASE; on the same host a holder whose process is gone loses it at once. The
+# next runner takes the lease over and marks the dead run abandoned. The lease only
+# decides who works: exactly-once lives in the rows (UNIQUE term starts, row locks).
+
+#: how long a lease lasts without a heartbeat (JOB_LEASE_SECONDS)
+LEASE = timedelta(seconds=60)
+#: how often a running job renews its lease (JOB_HEARTBEAT_SECONDS)
+HEARTBEAT = timedelta(seconds=15)
+#: a runner not seen for this long is taken to be gone (for the Jobs page)
+RUNNER_SILENCE = timedelta(seconds=30)
+
+
+def _seconds(setting: str, default: timedelta) -> timedelta:
+    return timedelta(seconds=float(current_app.config.get(setting, default.total_seconds())))
 
 
 def holder_id() -> str:
@@ -154,10 +171,42 @@ def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
+def process_id() -> str:
+    """This process, as a job runner: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_is_gone(holder: str) -> bool:
+    """Whether ``holder`` (host:pid:thread) was a process on this host that no longer runs.
+
+    A holder on another host is never judged here: its lease has to run out.
+    """
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed child its parent has not reaped yet is a zombie: gone all the same
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def acquire_lease(name: str, holder: str, duration: timedelta) -> bool:
     """Take or renew the job's lease; True when this holder may run the job now.
 
-    Committed on its own, so other processes see it at once.
+    It is free when it ran out, when ``holder`` already has it, or when its holder's
+    process is gone from this host. The update is a compare-and-set on the row as read,
+    so two takers never both win. Committed on its own, so other processes see it at once.
     """
     now = utcnow()
     dialect = db.session.get_bind().dialect.name
@@ -165,13 +214,18 @@ def acquire_lease(name: str, holder: str, duration: timedelta) -> bool:
     db.session.execute(
         insert(JobLock).values(job=name, holder="", lease_until=now).on_conflict_do_nothing()
     )
-    taken = db.session.execute(
+    current = db.session.execute(
+        select(JobLock.holder, JobLock.lease_until).where(JobLock.job == name)).one()
+    free = (current.lease_until <= now or current.holder == holder
+            or holder_is_gone(current.holder))
+    taken = free and db.session.execute(
         update(JobLock)
-        .where(JobLock.job == name, (JobLock.lease_until <= now) | (JobLock.holder == holder))
+        .where(JobLock.job == name, JobLock.holder == current.holder,
+               JobLock.lease_until == current.lease_until)
         .values(holder=holder, lease_until=now + duration)
-    ).rowcount  # type: ignore[attr-defined]  # an UPDATE's CursorResult
+    ).rowcount == 1  # type: ignore[attr-defined]  # an UPDATE's CursorResult
     db.session.commit()
-    return taken == 1
+    return bool(taken)
 
 
 def release_lease(name: str, holder: str) -> None:
@@ -183,31 +237,106 @@ def release_lease(name: str, holder: str) -> None:
     db.session.commit()
 
 
+class _Heartbeat(threading.Thread):
+    """Renews a running job's lease and its run's heartbeat every HEARTBEAT, in its own
+    app context and session, until stopped."""
+
+    def __init__(self, app: Flask, name: str, holder: str, run_id: int, lease: timedelta,
+                 every: timedelta):
+        super().__init__(name=f"heartbeat-{name}", daemon=True)
+        self.app, self.job, self.holder, self.run_id = app, name, holder, run_id
+        self.lease, self.every = lease, every
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every.total_seconds()):
+            with self.app.app_context():
+                try:
+                    if not acquire_lease(self.job, self.holder, self.lease):
+                        log.warning("job %s lost its lease to another holder", self.job)
+                    db.session.execute(update(JobRun).where(JobRun.id == self.run_id)
+                                       .values(heartbeat_at=utcnow()))
+                    db.session.commit()
+                except Exception:  # a missed beat is retried at the next one
+                    db.session.rollback()
+                    log.exception("heartbeat of job %s failed", self.job)
+                finally:
+                    db.session.remove()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=30)
+
+
+def _take_over(name: str, holder: str) -> None:
+    """Mark the job's runs still marked running as abandoned by their (dead) holders."""
+    now = utcnow()
+    for run in db.session.scalars(select(JobRun).where(
+            JobRun.job == name, JobRun.status == JobStatus.RUNNING)):
+        run.status = JobStatus.ABANDONED
+        run.finished_at = now
+        run.taken_over_by = holder
+        run.error = (f"Abandoned: {run.holder or 'its process'} stopped before the run "
+                     f"finished; {holder} took the job over.")
+        log.warning("job %s: run %s of %s abandoned; taken over by %s", name, run.id,
+                    run.holder, holder)
+
+
+def request_run(name: str, *, staff, trigger: str = "manual") -> JobRun:
+    """Queue a run for the job runner (Run now), unless one is queued already.
+
+    The caller commits; the runner picks queued runs up within seconds.
+    """
+    registry()[name]  # an unknown job is a KeyError, before anything is written
+    queued = db.session.scalar(select(JobRun).where(
+        JobRun.job == name, JobRun.status == JobStatus.QUEUED).order_by(JobRun.id))
+    if queued is not None:
+        return queued
+    run = JobRun(job=name, trigger=trigger, status=JobStatus.QUEUED, requested_at=utcnow(),
+                 requested_by_id=getattr(staff, "id", None))
+    db.session.add(run)
+    db.session.flush()
+    audit.record(staff, "job.run_now" if trigger == "manual" else f"job.{trigger}", run,
+                 {"job": name}, actor_label=None if staff else f"job:{name}")
+    return run
+
+
 def run_job(name: str, *, trigger: str = "schedule",
-            progress: Callable[[int, int], None] | None = None) -> JobRun | None:
+            progress: Callable[[int, int], None] | None = None,
+            queued: JobRun | None = None) -> JobRun | None:
     """Run a job once under its lease and record the run; None when another holder runs it.
 
+    ``queued`` is a run asked for earlier (Run now), which this run fulfils.
     ``progress(done, total)`` is called as a job that reports progress works through items.
     """
     job = registry()[name]
     holder = holder_id()
-    if not acquire_lease(name, holder, job.lease):
+    lease = job.lease or _seconds("JOB_LEASE_SECONDS", LEASE)
+    queued_id = queued.id if queued is not None else None
+    if not acquire_lease(name, holder, lease):
         log.info("job %s is running elsewhere; skipped", name)
         return None
-    # Holding the lease, any run still marked running was abandoned by a crashed holder.
-    db.session.execute(
-        update(JobRun).where(JobRun.job == name, JobRun.status == JobStatus.RUNNING)
-        .values(status=JobStatus.FAILED, finished_at=utcnow(),
-                error="Abandoned: its process stopped before the run finished.")
-    )
-    run = JobRun(job=name, trigger=trigger, started_at=utcnow(), status=JobStatus.RUNNING,
-                 holder=holder)
-    db.session.add(run)
+    # Holding the lease, any run still marked running was abandoned by a dead holder.
+    _take_over(name, holder)
+    run = db.session.get(JobRun, queued_id) if queued_id is not None else None
+    if queued_id is not None and (run is None or run.status != JobStatus.QUEUED):
+        db.session.commit()
+        release_lease(name, holder)  # another runner fulfilled it meanwhile
+        return None
+    if run is None:
+        run = JobRun(job=name, trigger=trigger)
+        db.session.add(run)
+    run.status, run.started_at, run.heartbeat_at, run.holder = (
+        JobStatus.RUNNING, utcnow(), utcnow(), holder)
     db.session.flush()
     # Read the id before committing: reading it after would begin a new transaction (on
     # SQLite, a write lock) that stayed open through the whole job body.
     run_id = run.id
     db.session.commit()
+    heartbeat = _Heartbeat(current_app._get_current_object(),  # type: ignore[attr-defined]
+                           name, holder, run_id, lease,
+                           _seconds("JOB_HEARTBEAT_SECONDS", HEARTBEAT))
+    heartbeat.start()
     token = _progress.set(progress)
     try:
         details = job.body() or {}
@@ -224,10 +353,88 @@ def run_job(name: str, *, trigger: str = "schedule",
         run.processed = sum(v for v in details.values() if isinstance(v, int))
     finally:
         _progress.reset(token)
+        heartbeat.stop()
     run.finished_at = utcnow()
     db.session.commit()
     release_lease(name, holder)
     return run
+
+
+# --------------------------------------------------------------------------- the runner
+#
+# A job runner is a process with the scheduler: ``flask jobs run`` in production, or the
+# web process under ``make run``. Besides the timetable it records that it is alive,
+# runs queued runs (Run now) within seconds, and queues a recovery run for every job
+# whose run was left "running" by a process that died.
+
+#: how often a runner looks for queued runs and says it is alive (seconds)
+RUNNER_POLL = 2
+
+
+def runner_alive(*, now=None) -> bool:
+    """Whether some job runner was seen recently."""
+    cutoff = (now or utcnow()) - RUNNER_SILENCE
+    return db.session.scalar(select(JobRunner.holder).where(JobRunner.seen_at >= cutoff)
+                             .limit(1)) is not None
+
+
+def runner_seen() -> None:
+    """Record that this process's runner is alive (committed)."""
+    holder, now = process_id(), utcnow()
+    row = db.session.get(JobRunner, holder)
+    if row is None:
+        db.session.add(JobRunner(holder=holder, started_at=now, seen_at=now))
+    else:
+        row.seen_at = now
+    db.session.execute(delete(JobRunner).where(JobRunner.seen_at < now - timedelta(days=1)))
+    db.session.commit()
+
+
+def recover_abandoned() -> list[str]:
+    """Queue a recovery run for each job whose running run lost its holder; their names."""
+    now = utcnow()
+    recovered = []
+    for name in db.session.scalars(select(JobRun.job).where(
+            JobRun.status == JobStatus.RUNNING).distinct()).all():
+        lock = db.session.get(JobLock, name)
+        if lock is not None and lock.lease_until > now and not holder_is_gone(lock.holder):
+            continue
+        if name in registry():
+            request_run(name, staff=None, trigger="recovery")
+            recovered.append(name)
+    db.session.commit()
+    return recovered
+
+
+def run_queued() -> int:
+    """Run every queued run whose job is free, oldest first; how many ran."""
+    done = 0
+    queued = db.session.scalars(select(JobRun).where(JobRun.status == JobStatus.QUEUED)
+                                .order_by(JobRun.id)).all()
+    db.session.commit()
+    for run in queued:
+        if run.job in registry() and run_job(run.job, trigger=run.trigger,
+                                             queued=run) is not None:
+            done += 1
+    return done
+
+
+def _runner_tick(app: Flask) -> None:
+    with app.app_context():
+        try:
+            runner_seen()
+            for name in recover_abandoned():
+                log.warning("job %s: its run was abandoned; a recovery run is queued", name)
+        finally:
+            db.session.remove()
+
+
+def _run_queued_in_app(app: Flask) -> None:
+    with app.app_context():
+        try:
+            run_queued()
+        finally:
+            db.session.remove()
 
 
 # --------------------------------------------------------------------------- the scheduler
@@ -241,6 +448,11 @@ def build_scheduler(app: Flask, scheduler_class=BackgroundScheduler):
             _run_in_app, job.trigger(), args=(app, job.name), id=job.name, name=job.title,
             replace_existing=True, coalesce=True, max_instances=1, misfire_grace_time=3600,
         )
+    for body, title in ((_runner_tick, "Runner: alive, recover abandoned runs"),
+                        (_run_queued_in_app, "Runner: queued runs (Run now)")):
+        scheduler.add_job(body, IntervalTrigger(seconds=RUNNER_POLL), args=(app,),
+                          id=body.__name__, name=title, replace_existing=True, coalesce=True,
+                          max_instances=1, next_run_time=utcnow())
     return scheduler
 
 

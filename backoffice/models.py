@@ -172,9 +172,13 @@ class TransactionReason(enum.StrEnum):
 
 
 class JobStatus(enum.StrEnum):
+    #: asked for (Run now) and waiting for a job runner to pick it up
+    QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    #: its process stopped before it finished; another runner took the job over
+    ABANDONED = "abandoned"
 
 
 # --------------------------------------------------------------------------- staff
@@ -830,13 +834,19 @@ class AuditEvent(db.Model):
 
 
 class JobRun(db.Model):
-    """One run of a scheduled job."""
+    """One run of a scheduled job: queued (Run now), running, then finished or abandoned."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job: Mapped[str] = mapped_column(String(64), index=True)
-    #: "schedule", "manual" (Run now) or "cli"
+    #: "schedule", "manual" (Run now), "cli" or "recovery" (after an abandoned run)
     trigger: Mapped[str] = mapped_column(String(16), default="schedule")
-    started_at: Mapped[datetime] = created_at_column()
+    #: when it was queued; None for a run that started at once
+    requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    requested_by_id: Mapped[int | None] = fk("staff_user.id", nullable=True)
+    #: None while queued
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the last time its runner said it was alive (renewing the lease)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[JobStatus] = mapped_column(
         str_enum(JobStatus, "job_status"), default=JobStatus.RUNNING
@@ -845,15 +855,35 @@ class JobRun(db.Model):
     #: counts and anomalies reported by the job
     details: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    #: host:pid:thread of the process that ran it
     holder: Mapped[str] = mapped_column(String(128), default="")
+    #: for an abandoned run: the holder that took the job over
+    taken_over_by: Mapped[str] = mapped_column(String(128), default="", server_default="")
+
+    requested_by: Mapped[StaffUser | None] = relationship()
+
+    __table_args__ = (Index("ix_job_run_status", "status", "job"),)
 
 
 class JobLock(db.Model):
-    """A lease: the process that holds it may run the job until ``lease_until``."""
+    """A lease: the process that holds it may run the job until ``lease_until``.
+
+    The runner renews it every few seconds while the job runs (a heartbeat), so a live
+    long run keeps it and a dead one loses it within a lease length.
+    """
 
     job: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     lease_until: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class JobRunner(db.Model):
+    """A job runner process (``flask jobs run`` or the scheduler inside ``make run``),
+    seen alive at ``seen_at``; the Jobs page says when none is."""
+
+    holder: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started_at: Mapped[datetime] = created_at_column()
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class OutboxEmail(db.Model):
