@@ -30,10 +30,12 @@ from flask_admin import expose
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
+from wtforms import Field
+from wtforms.validators import InputRequired
 
 from .. import invoicing, refunds, reports
 from ..clock import today, utcnow
-from ..errors import DomainError, InvalidInput
+from ..errors import DomainError
 from ..extensions import db
 from ..invoice_pdf import invoice_pdf, period_label
 from ..models import (
@@ -50,11 +52,67 @@ from ..models import (
 from ..money import to_decimal
 from ..permissions import Permission
 from .base import ReadOnlyModelView, SecureBaseView, link_formatter, money_column, run_domain
+from .forms import MAX_ROW_ID, ConsoleForm, RecordIdsField, ReviewForm, quantity_form
+from .review import Operation, review_confirm
 
 CATEGORY = "Finance"
 
 #: at most this many transactions are listed on one customer's page
 CUSTOMER_PAGE_LIMIT = 500
+
+
+#: the most charges one refund takes at once
+MAX_REFUND_CHARGES = 50
+
+
+class RefundSelectionForm(ConsoleForm):
+    """The charges a refund is for: the transactions page's checkboxes, carried along on
+    every step. Read first (without CSRF: it changes nothing) to build the refund form."""
+
+    class Meta:
+        csrf = False
+
+    transaction = RecordIdsField(
+        "Charges", max_entries=MAX_REFUND_CHARGES,
+        validators=[InputRequired(message="Select at least one charge to refund.")])
+
+
+class RefundForm(ReviewForm):
+    """A refund of the selected charges; :func:`refund_form` adds a count per charge line."""
+
+    transaction = RefundSelectionForm.transaction
+
+
+def _count_prefix(charge: Transaction) -> str:
+    return f"count_{charge.id}_"
+
+
+def refund_form(charges: list[Transaction]) -> type[RefundForm]:
+    """The refund form for these charges: one count field per charge line, named
+    ``count_<transaction>_<CODE>``, each a whole number up to MAX_QUANTITY."""
+    form_class: type = RefundForm
+    for charge in charges:
+        form_class = quantity_form([line.certificate_type for line in charge.lines],
+                                   base=form_class, prefix=_count_prefix(charge))
+    return form_class
+
+
+def _count_fields(form: RefundForm, charge: Transaction) -> dict[str, Field]:
+    """The count fields of one charge, by certificate code."""
+    prefix = _count_prefix(charge)
+    return {name[len(prefix):]: field for name, field in form._fields.items()
+            if name.startswith(prefix)}
+
+
+def _counts(form: RefundForm, charge: Transaction) -> dict[str, int]:
+    return {code: field.data or 0 for code, field in _count_fields(form, charge).items()}
+
+
+def _refunded(done: list[Transaction]) -> str:
+    total = -sum(t.amount for t in done)
+    return (f"Refunded {', '.join(f'{t.refunded_transaction}' for t in done)}: "
+            f"{to_decimal(total, done[0].currency)} {done[0].currency} goes on the "
+            "customer's next invoice.")
 
 
 def customer_transactions_url(customer_id: int) -> str:
@@ -78,7 +136,7 @@ class BillingView(SecureBaseView):
 
     # ------------------------------------------------------------------ transactions
 
-    @expose("/customer/<int:customer_id>/transactions")
+    @expose(f"/customer/<int(max={MAX_ROW_ID}):customer_id>/transactions")
     def customer_transactions(self, customer_id: int):
         customer = db.get_or_404(Customer, customer_id)
         transactions = db.session.scalars(
@@ -94,83 +152,60 @@ class BillingView(SecureBaseView):
 
     # ------------------------------------------------------------------ refunds
 
-    @expose("/customer/<int:customer_id>/refund", methods=("GET", "POST"))
+    @expose(f"/customer/<int(max={MAX_ROW_ID}):customer_id>/refund", methods=("GET", "POST"))
     def refund(self, customer_id: int):
-        """Counts per line -> review -> Process Refund; every step needs REFUND_WRITE."""
+        """Selected charges -> counts per line -> review -> Process Refund (REFUND_WRITE).
+
+        The charges come from the transactions page's checkboxes and are carried along;
+        the review covers every selected charge and is confirmed once.
+        """
         self.require(Permission.REFUND_WRITE)
         customer = db.get_or_404(Customer, customer_id)
-        source = request.form if request.method == "POST" else request.args
-        charges = self._selected_charges(customer, source.getlist("transaction"))
         back = customer_transactions_url(customer.id)
-        if not charges:
-            flash("Select at least one charge to refund.", "error")
+        selection = RefundSelectionForm(
+            formdata=request.form if request.method == "POST" else request.args)
+        if not selection.validate():
+            for error in selection.transaction.errors:
+                flash(error, "error")
             return redirect(back, code=303)
-        step = request.form.get("step") if request.method == "POST" else None
-        if step is None:
-            return self._counts_page(customer, charges, {})
-        counts, problem = self._parse_counts(charges, request.form)
-        if problem:
-            flash(problem, "error")
-            return self._counts_page(customer, charges, request.form), 400
-        if step == "review":
-            try:
-                quotes = [(t, refunds.quote_refund(t, counts[t.id])) for t in charges
-                          if any(counts[t.id].values())]
-                if not quotes:
-                    raise InvalidInput(
-                        "Enter how many certificates to refund for at least one line.")
-            except DomainError as exc:
-                flash(str(exc), "error")
-                return self._counts_page(customer, charges, request.form)
-            return self.render("finance/refund_review.html", customer=customer,
-                               quotes=quotes, counts=counts, back_url=back,
-                               total=sum(q.total for _, q in quotes),
-                               currency=quotes[0][1].currency)
-        if step != "confirm":
-            abort(400)
-        ok, done = run_domain(lambda: refunds.refund_transactions(
-            [(t, counts[t.id]) for t in charges], actor=_actor()))
-        if not ok:
-            return redirect(url_for(".refund", customer_id=customer.id,
-                                    transaction=[t.id for t in charges]), code=303)
-        total = -sum(t.amount for t in done)
-        flash(f"Refunded {', '.join(f'{t.refunded_transaction}' for t in done)}: "
-              f"{to_decimal(total, done[0].currency)} {done[0].currency} "
-              "goes on the customer's next invoice.", "success")
-        return redirect(back, code=303)
+        charges = self._selected_charges(customer, selection.transaction.data)
+        form = refund_form(charges)(transaction=[t.id for t in charges])
 
-    def _selected_charges(self, customer: Customer, ids: list[str]) -> list[Transaction]:
-        wanted = sorted({int(i) for i in ids if i.isdigit()})
-        if not wanted:
-            return []
+        def show_form():
+            now = utcnow()
+            return self.render(
+                "finance/refund_counts.html", customer=customer, form=form, back_url=back,
+                charges=[(t, refunds.refund_state(t, now), _count_fields(form, t))
+                         for t in charges])
+
+        if not form.validate_on_submit():
+            return show_form()
+        requests = [(t, _counts(form, t)) for t in charges]
+        operation = Operation(
+            name="transaction.refund", target=f"customer:{customer.id}",
+            review=lambda: refunds.quote_refunds(requests),
+            apply=lambda review: refunds.refund_transactions(requests, actor=_actor(),
+                                                             reviewed=review),
+            landing=lambda _refunds: back,
+            done=_refunded)
+
+        def show_review(review, token):
+            return self.render("finance/refund_review.html", customer=customer, review=review,
+                               form=form, token=token, back_url=back)
+
+        return review_confirm(operation, form, show_form=show_form, show_review=show_review)
+
+    def _selected_charges(self, customer: Customer, ids: list[int]) -> list[Transaction]:
+        """The customer's charges with these ids; 404 if any is missing, another
+        customer's or a refund."""
         charges = db.session.scalars(
-            select(Transaction).where(Transaction.id.in_(wanted)).order_by(Transaction.id)
+            select(Transaction).where(Transaction.id.in_(ids)).order_by(Transaction.id)
         ).all()
-        if len(charges) != len(wanted) or any(
+        if len(charges) != len(ids) or any(
                 t.customer_id != customer.id or t.kind != TransactionKind.CHARGE
                 for t in charges):
             abort(404)
         return list(charges)
-
-    @staticmethod
-    def _parse_counts(charges, form) -> tuple[dict[int, dict[str, int]], str | None]:
-        counts: dict[int, dict[str, int]] = {}
-        for charge in charges:
-            counts[charge.id] = {}
-            for line in charge.lines:
-                code = line.certificate_type.code
-                raw = (form.get(f"count-{charge.id}-{code}") or "0").strip() or "0"
-                if not raw.isdigit():
-                    return counts, (f"The number of {code} certificates to refund from "
-                                    f"{charge} must be a whole number of 0 or more.")
-                counts[charge.id][code] = int(raw)
-        return counts, None
-
-    def _counts_page(self, customer, charges, values):
-        now = utcnow()
-        return self.render("finance/refund_counts.html", customer=customer,
-                           charges=[(t, refunds.refund_state(t, now)) for t in charges],
-                           values=values, back_url=customer_transactions_url(customer.id))
 
     # ------------------------------------------------------------------ invoices
 
