@@ -13,6 +13,7 @@ The billing pages keep their ``billing`` endpoints and ``/admin/billing/...`` UR
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from dateutil.relativedelta import relativedelta
@@ -30,8 +31,9 @@ from flask_admin import expose
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
-from wtforms import Field
-from wtforms.validators import InputRequired
+from wtforms import Field, StringField
+from wtforms.validators import InputRequired, Optional
+from wtforms.widgets import HiddenInput
 
 from .. import invoicing, refunds, reports
 from ..clock import today, utcnow
@@ -51,8 +53,16 @@ from ..models import (
 )
 from ..money import to_decimal
 from ..permissions import Permission
-from .base import ReadOnlyModelView, SecureBaseView, link_formatter, money_column, run_domain
-from .forms import MAX_ROW_ID, ConsoleForm, RecordIdsField, ReviewForm, quantity_form
+from .base import ReadOnlyModelView, SecureBaseView, link_formatter, money_column
+from .forms import (
+    EARLIEST_DATE,
+    LATEST_DATE,
+    MAX_ROW_ID,
+    ConsoleForm,
+    RecordIdsField,
+    ReviewForm,
+    quantity_form,
+)
 from .review import Operation, review_confirm
 
 CATEGORY = "Finance"
@@ -266,49 +276,115 @@ class TransactionReportView(SecureBaseView):
                                  "X-Content-Type-Options": "nosniff"})
 
 
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+
+
+class MonthField(StringField):
+    """A month typed as YYYY-MM (a month input), in the years from EARLIEST_DATE to
+    LATEST_DATE; ``data`` is its first day."""
+
+    def process_formdata(self, valuelist):
+        if not valuelist:
+            return
+        text = valuelist[0].strip() if isinstance(valuelist[0], str) else ""
+        self.data = None
+        if not text:
+            return
+        match = _MONTH.fullmatch(text)
+        if not match or not 1 <= int(match.group(2)) <= 12:
+            raise ValueError("Enter the month as YYYY-MM, e.g. 2026-11.")
+        if not EARLIEST_DATE.year <= int(match.group(1)) <= LATEST_DATE.year:
+            raise ValueError(f"Enter a month from {EARLIEST_DATE:%Y-%m} to "
+                             f"{LATEST_DATE:%Y-%m}.")
+        self.data = date(int(match.group(1)), int(match.group(2)), 1)
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return self.raw_data[0]
+        return self.data.strftime("%Y-%m") if self.data else ""
+
+
+class MonthChoiceForm(ConsoleForm):
+    """Which month the page shows (a GET form: it changes nothing)."""
+
+    class Meta:
+        csrf = False
+
+    month = MonthField("Month", validators=[Optional()])
+
+
+class IssueInvoicesForm(ReviewForm):
+    """Issue a finished month's invoices, after reviewing them."""
+
+    month = MonthField("Month", widget=HiddenInput(),
+                       validators=[InputRequired(message="Choose a month.")])
+
+
 class MonthlyInvoicesView(SecureBaseView):
     """Preview a finished month's invoices and issue them (what the monthly job does)."""
 
     @expose("/", methods=("GET", "POST"))
     def index(self):
-        source = request.form if request.method == "POST" else request.args
-        month = _parse_month(source.get("month")) or _previous_month()
         if request.method == "POST":
-            self.require(Permission.INVOICE_WRITE)
-            ok, issued = run_domain(
-                lambda: invoicing.issue_monthly_invoices(month=month, actor=_actor()))
-            if ok:
-                flash(f"Issued {len(issued)} invoice{'s' if len(issued) != 1 else ''} "
-                      f"for {month:%B %Y}.", "success")
-            return redirect(url_for(".index", month=month.strftime("%Y-%m")), code=303)
-        try:
-            pending = invoicing.pending_monthly_invoices(month=month)
-        except DomainError as exc:
-            flash(str(exc), "error")
-            pending = []
-        issued = db.session.scalars(
-            select(Invoice).where(Invoice.kind == InvoiceKind.MONTHLY,
-                                  Invoice.period_start == month)
-            .order_by(Invoice.number)
-        ).all()
-        return self.render("finance/monthly_invoices.html", month=month, pending=pending,
-                           issued=issued, can_issue=self.can(Permission.INVOICE_WRITE))
+            return self._issue()
+        choice = MonthChoiceForm(formdata=request.args)
+        if not choice.validate():
+            return self._page(None, choice), 400
+        return self._page(choice.month.data or _previous_month(), choice)
+
+    def _page(self, month: date | None, choice: MonthChoiceForm,
+              form: IssueInvoicesForm | None = None):
+        """The month's preview and issued invoices; only the month chooser without one."""
+        pending: list = []
+        issued: list = []
+        if month is not None:
+            try:
+                pending = invoicing.pending_monthly_invoices(month=month)
+            except DomainError as exc:
+                flash(str(exc), "error")
+            issued = list(db.session.scalars(
+                select(Invoice).where(Invoice.kind == InvoiceKind.MONTHLY,
+                                      Invoice.period_start == month)
+                .order_by(Invoice.number)
+            ))
+            if form is None:
+                form = IssueInvoicesForm(month=month)
+        return self.render("finance/monthly_invoices.html", month=month, choice=choice,
+                           form=form, pending=pending, issued=issued,
+                           can_issue=self.can(Permission.INVOICE_WRITE))
+
+    def _issue(self):
+        """Review, then Confirm, the issue of one finished month's invoices."""
+        self.require(Permission.INVOICE_WRITE)
+        form = IssueInvoicesForm()
+        if not form.validate_on_submit():
+            for field in form:
+                for error in field.errors:
+                    flash(error, "error")
+            return self._page(None, MonthChoiceForm(formdata=None)), 400
+        month = form.month.data
+        page_url = url_for(".index", month=f"{month:%Y-%m}")
+
+        def show_form():
+            return self._page(month, MonthChoiceForm(formdata=None, month=month), form)
+
+        def show_review(review, token):
+            return self.render("finance/monthly_invoices_review.html", review=review,
+                               form=form, token=token, back_url=page_url)
+
+        operation = Operation(
+            name="invoice.issue_monthly", target=f"month:{month:%Y-%m}",
+            review=lambda: invoicing.review_monthly_invoices(month=month),
+            apply=lambda review: invoicing.issue_monthly_invoices(
+                month=month, actor=_actor(), reviewed=review),
+            landing=lambda _issued: page_url,
+            done=lambda issued: (f"Issued {len(issued)} invoice"
+                                 f"{'s' if len(issued) != 1 else ''} for {month:%B %Y}."))
+        return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
 
 def _previous_month() -> date:
     return today().replace(day=1) - relativedelta(months=1)
-
-
-def _parse_month(value: str | None) -> date | None:
-    """``2026-11`` (or a full date) -> the month's first day; None when absent or bad."""
-    value = (value or "").strip()
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value[:7] + "-01")
-    except ValueError:
-        flash(f"'{value}' is not a month (YYYY-MM).", "error")
-        return None
 
 
 # --------------------------------------------------------------------------- lists
