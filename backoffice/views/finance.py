@@ -31,7 +31,7 @@ from flask_admin import expose
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
-from wtforms import Field, StringField
+from wtforms import Field, SelectChoice, SelectField, StringField
 from wtforms.validators import InputRequired, Optional
 from wtforms.widgets import HiddenInput
 
@@ -59,8 +59,10 @@ from .forms import (
     LATEST_DATE,
     MAX_ROW_ID,
     ConsoleForm,
+    DayField,
     RecordIdsField,
     ReviewForm,
+    WholeNumberField,
     quantity_form,
 )
 from .review import Operation, review_confirm
@@ -233,45 +235,104 @@ class BillingView(SecureBaseView):
             "Content-Disposition": f'attachment; filename="{invoice.number}.pdf"'})
 
 
+#: rows on one page of the report
+REPORT_PER_PAGE = 100
+#: the last page the report offers (the export has every row)
+MAX_REPORT_PAGE = 100_000
+
+KIND_CHOICES = [SelectChoice("", "All"), *(SelectChoice(k.value) for k in TransactionKind)]
+REASON_CHOICES = [SelectChoice("", "All"), *(SelectChoice(r.value, r.value.replace("_", " "))
+                                            for r in TransactionReason)]
+
+
+def _choose(label: str, what: str, choices=None) -> SelectField:
+    message = f"Choose a {what} from the list."
+    return SelectField(label, choices=choices or [], default="",
+                       invalid_choice_message=message, invalid_value_message=message)
+
+
+class ReportFilterForm(ConsoleForm):
+    """The report's filters, read from the query string (a GET form: it changes nothing).
+
+    Customers and resellers are offered by id (see :meth:`offer`); any other value, a
+    date outside 2000-01-01..2099-12-31 or a control character is a message on the form.
+    """
+
+    class Meta:
+        csrf = False
+
+    date_from = DayField("From", validators=[Optional()])
+    date_to = DayField("To", validators=[Optional()])
+    customer_id = _choose("Customer", "customer")
+    reseller_id = _choose("Reseller", "reseller")
+    kind = _choose("Kind", "kind", KIND_CHOICES)
+    reason = _choose("Reason", "reason", REASON_CHOICES)
+    page = WholeNumberField("Page", maximum=MAX_REPORT_PAGE)
+
+    def offer(self) -> ReportFilterForm:
+        """Offer every customer and reseller, by name."""
+        self.customer_id.choices = [SelectChoice("", "All"), *(
+            SelectChoice(str(ident), name) for ident, name in db.session.execute(
+                select(Customer.id, Customer.company_name).order_by(Customer.company_name)))]
+        self.reseller_id.choices = [SelectChoice("", "All"), *(
+            SelectChoice(str(ident), name) for ident, name in db.session.execute(
+                select(Reseller.id, Reseller.company_name).order_by(Reseller.company_name)))]
+        return self
+
+    def filters(self) -> reports.ReportFilters:
+        """The validated filters; raises the domain's refusal (e.g. start after end)."""
+        return reports.ReportFilters(
+            date_from=self.date_from.data, date_to=self.date_to.data,
+            customer_id=int(self.customer_id.data) if self.customer_id.data else None,
+            reseller_id=int(self.reseller_id.data) if self.reseller_id.data else None,
+            kind=TransactionKind(self.kind.data) if self.kind.data else None,
+            reason=TransactionReason(self.reason.data) if self.reason.data else None)
+
+
 class TransactionReportView(SecureBaseView):
     """Transactions filtered by dates, customer, reseller, kind and reason; CSV export."""
 
-    @expose("/")
-    def index(self):
+    def _read_filters(self) -> tuple[ReportFilterForm, reports.ReportFilters | None]:
+        """The form and its filters, or None (with the form's messages) when they are bad."""
+        form = ReportFilterForm(formdata=request.args).offer()
+        if not form.validate():
+            return form, None
         try:
-            filters = reports.ReportFilters.from_args(request.args)
+            return form, form.filters()
         except DomainError as exc:
             flash(str(exc), "error")
-            filters = reports.ReportFilters()
-        page = request.args.get("page", "0")
-        page = int(page) if page.isdigit() else 0
-        per_page = 100
-        rows = reports.report_page(filters, page=page, per_page=per_page + 1)
+            return form, None
+
+    def _page(self, form: ReportFilterForm, filters: reports.ReportFilters | None):
+        """The report page; with bad filters, the form and its messages only (400)."""
+        context = {"form": form, "filters": filters, "can_export": self.can(
+            Permission.REPORT_EXPORT)}
+        if filters is None:
+            return self.render("finance/report.html", **context, args={}, totals=[], rows=[],
+                               page=0, has_next=False), 400
+        page = form.page.data or 0
+        rows = reports.report_page(filters, page=page, per_page=REPORT_PER_PAGE + 1)
         return self.render(
-            "finance/report.html", filters=filters, args=filters.as_args(),
-            totals=reports.report_totals(filters), rows=rows[:per_page], page=page,
-            has_next=len(rows) > per_page, can_export=self.can(Permission.REPORT_EXPORT),
-            customers=db.session.execute(
-                select(Customer.id, Customer.company_name).order_by(Customer.company_name)
-            ).all(),
-            resellers=db.session.execute(
-                select(Reseller.id, Reseller.company_name).order_by(Reseller.company_name)
-            ).all(),
-            kinds=list(TransactionKind), reasons=list(TransactionReason),
-        )
+            "finance/report.html", **context, args=filters.as_args(),
+            totals=reports.report_totals(filters), rows=rows[:REPORT_PER_PAGE], page=page,
+            has_next=len(rows) > REPORT_PER_PAGE and page < MAX_REPORT_PAGE)
+
+    @expose("/")
+    def index(self):
+        return self._page(*self._read_filters())
 
     @expose("/export.csv")
     def export(self):
-        """Every matching row as CSV, streamed: rows are fetched in batches, never all."""
+        """Every matching row as CSV, streamed: rows are fetched in batches, never all.
+
+        Bad filters answer 400 with the report page and its messages, before any CSV."""
         self.require(Permission.REPORT_EXPORT)
-        try:
-            filters = reports.ReportFilters.from_args(request.args)
-        except DomainError as exc:
-            flash(str(exc), "error")
-            return redirect(url_for(".index"), code=303)
+        form, filters = self._read_filters()
+        if filters is None:
+            return self._page(form, None)
+        chunks = reports.stream_csv(filters)
         filename = f"transactions-{utcnow():%Y%m%d-%H%M%S}.csv"
-        return Response(stream_with_context(reports.stream_csv(filters)),
-                        mimetype="text/csv",
+        return Response(stream_with_context(chunks), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                  "X-Content-Type-Options": "nosniff"})
 
