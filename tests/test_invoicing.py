@@ -190,6 +190,8 @@ def test_invoice_printable_page_and_pdf(appctx, client_as):
     assert number.encode() in pdf.data and b"320.00 USD" in pdf.data
     assert b"-100.00 USD" in pdf.data
     assert client.get("/admin/billing/invoice/999999").status_code == 404
+    assert client.get(f"/admin/billing/invoice/{'9' * 30}").status_code == 404
+    assert client.get(f"/admin/billing/invoice/{'9' * 30}.pdf").status_code == 404
 
 
 def test_order_invoice_is_viewable(appctx, client_as):

@@ -3,10 +3,13 @@
 - Transactions, transaction lines, invoices and invoice lines are read-only lists.
 - A customer's Transactions & Refunds page lists charges and refunds newest first with
   each charge's refundable state; finance select transactions, set how many certificates
-  to refund per line, review the amounts and Process Refund (POST, permission re-checked).
+  to refund per line, review the amounts of every selected charge and Process Refund
+  (the one Review -> Confirm of ``views/review.py``).
 - Invoices render as a printable page and download as PDF.
-- The transaction report filters, totals per currency and streams a CSV export.
-- Monthly invoices can be previewed and issued for a finished month.
+- The transaction report parses its filters with a GET form, totals per currency and
+  streams a CSV export.
+- Monthly invoices are previewed for a month; issuing a finished month is reviewed, then
+  confirmed.
 
 The billing pages keep their ``billing`` endpoints and ``/admin/billing/...`` URLs.
 """
@@ -221,13 +224,13 @@ class BillingView(SecureBaseView):
 
     # ------------------------------------------------------------------ invoices
 
-    @expose("/invoice/<int:invoice_id>")
+    @expose(f"/invoice/<int(max={MAX_ROW_ID}):invoice_id>")
     def invoice(self, invoice_id: int):
         invoice = db.get_or_404(Invoice, invoice_id)
         return self.render("finance/invoice.html", invoice=invoice,
                            period=period_label(invoice))
 
-    @expose("/invoice/<int:invoice_id>.pdf")
+    @expose(f"/invoice/<int(max={MAX_ROW_ID}):invoice_id>.pdf")
     def invoice_pdf(self, invoice_id: int):
         invoice = db.get_or_404(Invoice, invoice_id)
         body = invoice_pdf(invoice, current_app.config.get("DISPLAY_LOCALE", "en_US"))
