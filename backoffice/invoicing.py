@@ -17,7 +17,7 @@ from sqlalchemy.orm import object_session
 
 from . import audit
 from .clock import today, utcnow
-from .errors import InvalidInput
+from .errors import Conflict, InvalidInput
 from .extensions import db
 from .models import Customer, Invoice, InvoiceKind, InvoiceLine, Transaction, TransactionKind
 from .numbering import next_number
@@ -121,16 +121,42 @@ def pending_monthly_invoices(*, month: date) -> list[PendingInvoice]:
     return [PendingInvoice(*row) for row in rows]
 
 
-def issue_monthly_invoices(*, month: date, actor=None) -> list[Invoice]:
+@dataclass(frozen=True)
+class MonthlyInvoicesReview:
+    """The review of issuing a month's invoices: what each invoice will carry."""
+
+    month: date
+    invoices: tuple[PendingInvoice, ...]
+
+
+def review_monthly_invoices(*, month: date) -> MonthlyInvoicesReview:
+    """What :func:`issue_monthly_invoices` would issue for ``month``; writes nothing.
+
+    Refuses a month that is not over, and a month with nothing left to invoice (issuing
+    it again would issue nothing).
+    """
+    pending = pending_monthly_invoices(month=month)
+    if not pending:
+        raise InvalidInput(
+            f"There is nothing to invoice for {month:%B %Y}: every transaction made before "
+            "it ended is on an invoice already.")
+    return MonthlyInvoicesReview(month=month, invoices=tuple(pending))
+
+
+def issue_monthly_invoices(*, month: date, actor=None,
+                           reviewed: MonthlyInvoicesReview | None = None) -> list[Invoice]:
     """Issue ``month``'s invoice to every partner customer with something to invoice.
 
     Each invoice carries the customer's charges and refunds made before the month ended
     that no invoice carries yet, so a refund made after an invoice was issued goes on the
-    next one. Running it again for the same month issues nothing new.
+    next one. Running it again for the same month issues nothing new. With ``reviewed``
+    (from :func:`review_monthly_invoices`), what is issued, read under the row locks, must
+    be exactly what was reviewed, or nothing is issued.
     """
     month = _check_month(month)
     _start, end = month_bounds(month)
     issued = []
+    carried: list[PendingInvoice] = []
     for customer_id in _due_customer_ids(month):
         transactions = db.session.scalars(
             select(Transaction).where(Transaction.customer_id == customer_id,
@@ -140,8 +166,15 @@ def issue_monthly_invoices(*, month: date, actor=None) -> list[Invoice]:
         ).all()
         if not transactions:  # another run took them meanwhile
             continue
-        issued.append(_issue(db.session.get_one(Customer, customer_id), month,
-                             list(transactions), actor=actor))
+        customer = db.session.get_one(Customer, customer_id)
+        invoice = _issue(customer, month, list(transactions), actor=actor)
+        issued.append(invoice)
+        carried.append(PendingInvoice(customer_id, customer.company_name, invoice.currency,
+                                      len(transactions), invoice.total))
+    if reviewed is not None and (reviewed.month != month
+                                 or tuple(carried) != reviewed.invoices):
+        raise Conflict(f"The invoices for {month:%B %Y} changed while they were being issued; "
+                       "nothing was issued. Review them again.")
     return issued
 
 

@@ -60,6 +60,24 @@ class RefundQuote:
 
 
 @dataclass(frozen=True)
+class RefundsReview:
+    """The review of refunding one or more charges of a customer in one go.
+
+    One quote per charge with something to refund. Each line carries what was refunded
+    before it, so a refund made by someone else after the review changes the review.
+    """
+
+    customer_id: int
+    currency: str
+    quotes: tuple[RefundQuote, ...]
+
+    @property
+    def total(self) -> int:
+        """What the refunds give back together, positive minor units."""
+        return sum(quote.total for quote in self.quotes)
+
+
+@dataclass(frozen=True)
 class RefundState:
     """Whether a transaction can be refunded now, as staff read it on its row."""
 
@@ -174,12 +192,37 @@ def quote_refund(transaction: Transaction, counts: dict[str, int]) -> RefundQuot
                         _inventory(transaction, for_update=False), counts, utcnow())
 
 
-def refund(transaction: Transaction, counts: dict[str, int], *, actor) -> Transaction:
+def _requested(requests: list[tuple[Transaction, dict[str, int]]]
+               ) -> list[tuple[Transaction, dict[str, int]]]:
+    """The requests that refund something; refuses when none does."""
+    requests = [(t, counts) for t, counts in requests if any(v != 0 for v in counts.values())]
+    if not requests:
+        raise InvalidInput("Enter how many certificates to refund for at least one line.")
+    return requests
+
+
+def quote_refunds(requests: list[tuple[Transaction, dict[str, int]]]) -> RefundsReview:
+    """The review of :func:`refund_transactions`: a quote per charge; writes nothing.
+
+    Refuses what the refunds would refuse (window closed, too many, nothing to refund).
+    """
+    requests = _requested(requests)
+    customers = {transaction.customer_id for transaction, _ in requests}
+    if len(customers) != 1:
+        raise InvalidInput("Refund the charges of one customer at a time.")
+    quotes = tuple(quote_refund(transaction, counts) for transaction, counts in requests)
+    return RefundsReview(customer_id=customers.pop(), currency=quotes[0].currency,
+                         quotes=quotes)
+
+
+def refund(transaction: Transaction, counts: dict[str, int], *, actor,
+           expected: RefundQuote | None = None) -> Transaction:
     """Refund certificates of a recent charge: a negative ``refund`` transaction.
 
     The charge lines and the subscription's inventory rows are locked before they are read,
     so concurrent refunds of the same charge see each other's running totals; the CHECK
-    constraints on refunded quantity and amount catch anything else.
+    constraints on refunded quantity and amount catch anything else. With ``expected``
+    (the reviewed quote), a refund whose amounts differ from it once locked is refused.
     """
     now = utcnow()
     lines = db.session.scalars(
@@ -191,6 +234,9 @@ def refund(transaction: Transaction, counts: dict[str, int], *, actor) -> Transa
         raise NotFound(f"{transaction} no longer exists or has no lines.")
     inventory = _inventory(transaction, for_update=True)
     quote = _build_quote(transaction, list(lines), inventory, counts, now)
+    if expected is not None and quote != expected:
+        raise Conflict(f"{transaction} changed since the refund was reviewed (another refund "
+                       "was made meanwhile); nothing was refunded. Review the refund again.")
 
     refund_txn = Transaction(
         customer_id=transaction.customer_id, subscription_id=transaction.subscription_id,
@@ -226,10 +272,19 @@ def refund(transaction: Transaction, counts: dict[str, int], *, actor) -> Transa
     return refund_txn
 
 
-def refund_transactions(requests: list[tuple[Transaction, dict[str, int]]], *,
-                        actor) -> list[Transaction]:
-    """Refund several charges in one unit of work: all of them, or none if one is refused."""
-    requests = [(t, counts) for t, counts in requests if any(v != 0 for v in counts.values())]
-    if not requests:
-        raise InvalidInput("Enter how many certificates to refund for at least one line.")
-    return [refund(transaction, counts, actor=actor) for transaction, counts in requests]
+def refund_transactions(requests: list[tuple[Transaction, dict[str, int]]], *, actor,
+                        reviewed: RefundsReview | None = None) -> list[Transaction]:
+    """Refund several charges in one unit of work: all of them, or none if one is refused.
+
+    With ``reviewed`` (from :func:`quote_refunds`), each refund must give back exactly what
+    was reviewed, checked under the row locks.
+    """
+    requests = _requested(requests)
+    expected: dict[int, RefundQuote | None] = {t.id: None for t, _ in requests}
+    if reviewed is not None:
+        expected = {quote.transaction_id: quote for quote in reviewed.quotes}
+        if set(expected) != {t.id for t, _ in requests}:
+            raise Conflict("The charges to refund are not the ones reviewed; nothing was "
+                           "refunded. Review the refund again.")
+    return [refund(transaction, counts, actor=actor, expected=expected[transaction.id])
+            for transaction, counts in requests]

@@ -163,7 +163,7 @@ def test_update_product_is_audited_and_checked(catalog):
 
 def _new_type(client, **fields):
     data = {"code": "wc-dv", "name": "Wildcard DV", "kind": "traditional",
-            "yearly_price": "18900", **fields}
+            "yearly_price": "189.00", **fields}
     return client.post("/admin/certificatetype/new/", data=data, follow_redirects=True)
 
 
@@ -177,11 +177,34 @@ def test_admin_creates_a_certificate_type_through_the_view(appctx, client_as):
         assert event.actor_label == "admin@staff.test"
 
 
+@pytest.mark.parametrize("price, minor", [("189", 18900), ("1,234.5", 123450), ("0", 0),
+                                          (" 0.01 ", 1), ("1,000,000.00", 100_000_000)])
+def test_prices_are_typed_as_money(appctx, client_as, price, minor):
+    _new_type(client_as("admin"), yearly_price=price)
+    with appctx() as session:
+        assert session.scalar(sa.select(CertificateType.yearly_price)) == minor
+
+
+PRICE_MESSAGE = "Enter the price as an amount of 0 or more, such as 50.00."
+
+
 @pytest.mark.parametrize("fields, message", [
-    ({"yearly_price": "-1"}, "Number must be at least 0"),
-    ({"yearly_price": "12.50"}, "Not a valid integer value"),
-    ({"yearly_price": ""}, "This field is required"),
-    ({"kind": "quantum"}, "Not a valid choice"),
+    ({"yearly_price": "-1"}, PRICE_MESSAGE),
+    ({"yearly_price": "12.505"}, "USD amounts have at most 2 decimals"),
+    ({"yearly_price": ""}, "Enter the yearly price, e.g. 50.00."),
+    ({"yearly_price": "   "}, "Enter the yearly price, e.g. 50.00."),
+    ({"yearly_price": "1,000,000.01"}, "A yearly price can be at most 1,000,000.00."),
+    ({"yearly_price": "905970020212414042476352"}, PRICE_MESSAGE),
+    ({"yearly_price": "9" * 5000}, PRICE_MESSAGE),
+    ({"yearly_price": "²"}, PRICE_MESSAGE),
+    ({"yearly_price": "①"}, PRICE_MESSAGE),
+    ({"yearly_price": "1e3"}, PRICE_MESSAGE),
+    ({"yearly_price": "NaN"}, PRICE_MESSAGE),
+    ({"yearly_price": "50\x00"}, "Remove the control characters"),
+    ({"name": "a\x00b"}, "Remove the control characters"),
+    ({"name": "x" * 201}, "Field cannot be longer than 200 characters."),
+    ({"code": "C" * 33}, "Field cannot be longer than 32 characters."),
+    ({"kind": "quantum"}, "Choose traditional or caas."),
     ({"code": ""}, "This field is required"),
 ])
 def test_bad_certificate_type_form_shows_a_message_and_writes_nothing(appctx, client_as,
@@ -236,6 +259,14 @@ def test_admin_creates_a_product_through_the_view(appctx, client_as, type_ids):
     ("0", "between 1 and 120"),
     ("12, 121", "between 1 and 120"),
     ("12.5", "is not a list of month counts"),
+    ("12, ²", "is not a list of month counts"),
+    ("①", "is not a list of month counts"),
+    ("-12", "is not a list of month counts"),
+    ("905970020212414042476352", "between 1 and 120"),
+    ("1" * 5000, "List at most a few terms"),
+    (" , ", "between 1 and 120"),
+    ("", "This field is required"),
+    ("12\x00", "Remove the control characters"),
 ])
 def test_bad_product_terms_show_a_message_and_write_nothing(appctx, client_as, type_ids,
                                                             terms, message):
@@ -253,3 +284,44 @@ def test_product_without_certificate_types_shows_a_message(appctx, client_as, ty
     assert "at least one certificate type" in response.get_data(as_text=True)
     with appctx() as session:
         assert _count(session, SubscriptionProduct) == 0
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"name": "a\x00b"}, "Remove the control characters"),
+    ({"name": "x" * 201}, "Field cannot be longer than 200 characters."),
+    ({"certificate_types": "99999"}, "Not a valid choice"),
+    ({"certificate_types": "²"}, "Not a valid choice"),
+])
+def test_bad_product_fields_show_a_message_and_write_nothing(appctx, client_as, type_ids,
+                                                            fields, message):
+    response = _new_product(client_as("admin"),
+                            **{"certificate_types": str(type_ids["DV"]), **fields})
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    with appctx() as session:
+        assert _count(session, SubscriptionProduct) == 0
+
+
+def test_edit_forms_show_the_price_as_money_and_the_terms_as_a_list(appctx, client_as,
+                                                                    type_ids):
+    with appctx() as session:
+        product = create_product(name="Bundle", certificate_types=["DV"],
+                                 terms_months=[12, 24])
+        session.commit()
+        product_id = product.id
+    client = client_as("admin")
+    page = client.get(f"/admin/certificatetype/edit/?id={type_ids['DV']}").get_data(
+        as_text=True)
+    assert 'value="50.00"' in page
+    page = client.get(f"/admin/subscriptionproduct/edit/?id={product_id}").get_data(
+        as_text=True)
+    assert 'value="12, 24"' in page
+    client.post(f"/admin/certificatetype/edit/?id={type_ids['DV']}",
+                data={"name": "Domain Validated", "yearly_price": "55.5", "active": "y"})
+    refused = client.post(f"/admin/certificatetype/edit/?id={type_ids['DV']}",
+                          data={"name": "Domain Validated", "yearly_price": "99999999",
+                                "active": "y"})
+    assert "A yearly price can be at most 1,000,000.00." in refused.get_data(as_text=True)
+    with appctx() as session:
+        assert session.get(CertificateType, type_ids["DV"]).yearly_price == 5550
+        assert len(_events(session, "catalog.certificate_type.update")) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime
 
 import pytest
@@ -9,12 +10,25 @@ import time_machine
 from sqlalchemy import func, select
 
 from backoffice import accounts, partners
-from backoffice.errors import InvalidInput
+from backoffice.errors import Conflict, InvalidInput
 from backoffice.extensions import db
-from backoffice.invoicing import issue_monthly_invoices, pending_monthly_invoices
-from backoffice.models import Invoice, InvoiceKind, Transaction
+from backoffice.invoicing import (
+    issue_monthly_invoices,
+    pending_monthly_invoices,
+    review_monthly_invoices,
+)
+from backoffice.models import (
+    AuditEvent,
+    Counter,
+    Customer,
+    Invoice,
+    InvoiceKind,
+    SubscriptionProduct,
+    Transaction,
+)
 from backoffice.refunds import refund
 from tests import factories
+from tests.conftest import review_then_confirm, review_token_from
 
 NOV_10 = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
 DEC_1 = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
@@ -176,6 +190,8 @@ def test_invoice_printable_page_and_pdf(appctx, client_as):
     assert number.encode() in pdf.data and b"320.00 USD" in pdf.data
     assert b"-100.00 USD" in pdf.data
     assert client.get("/admin/billing/invoice/999999").status_code == 404
+    assert client.get(f"/admin/billing/invoice/{'9' * 30}").status_code == 404
+    assert client.get(f"/admin/billing/invoice/{'9' * 30}.pdf").status_code == 404
 
 
 def test_order_invoice_is_viewable(appctx, client_as):
@@ -199,23 +215,174 @@ def _order_invoice():
     return invoice_id, number
 
 
-def test_finance_issues_a_month_from_the_console_and_support_cannot(client_as, appctx):
+MONTHLY = "/admin/billing/monthly-invoices/"
+
+
+def _invoices() -> list[Invoice]:
+    return list(db.session.scalars(select(Invoice).order_by(Invoice.number)))
+
+
+@pytest.fixture
+def november_committed(appctx):
     with appctx():
         _november_activity()
-    with time_machine.travel(DEC_1, tick=False):
-        support = client_as("support", "support@staff.test")
-        finance = client_as("finance", "finance@staff.test")
-        preview = support.get("/admin/billing/monthly-invoices/?month=2026-11")
-        assert "Acme Ltd" in preview.get_data(as_text=True)
-        assert "Issue 2 invoices" not in preview.get_data(as_text=True)
-        assert support.post("/admin/billing/monthly-invoices/",
-                            data={"month": "2026-11"}).status_code == 403
-        html = finance.get("/admin/billing/monthly-invoices/").get_data(as_text=True)
-        assert "November 2026" in html and "Issue 2 invoices" in html
-        issued = finance.post("/admin/billing/monthly-invoices/", data={"month": "2026-11"})
-        assert issued.status_code == 303
-        again = finance.post("/admin/billing/monthly-invoices/", data={"month": "2026-11"},
-                             follow_redirects=True).get_data(as_text=True)
-    assert "Issued 0 invoices" in again and "INV-2026-000002" in again
+
+
+@pytest.mark.clock(DEC_1)
+def test_finance_issues_a_month_through_review_and_confirm(november_committed, client_as,
+                                                           appctx):
+    client = client_as("finance")
+    html = client.get(MONTHLY).get_data(as_text=True)
+    assert "November 2026" in html and "Issue 2 invoices" in html
+    review, done = review_then_confirm(client, MONTHLY, {"month": "2026-11"})
+    html = review.get_data(as_text=True)
+    assert "Review: issue 2 invoices for November 2026" in html
+    assert "$320.00" in html and "$100.00" in html and "Confirm" in html
+    assert done.status_code == 303
+    assert done.headers["Location"].endswith(f"{MONTHLY}?month=2026-11")
+    page = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert "Issued 2 invoices for November 2026." in page
+    assert "INV-2026-000001" in page and "INV-2026-000002" in page
     with appctx():
-        assert db.session.scalar(select(func.count(Invoice.id))) == 2
+        invoices = _invoices()
+        assert [(i.number, i.total) for i in invoices] == [("INV-2026-000001", 32000),
+                                                           ("INV-2026-000002", 10000)]
+        events = db.session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "invoice.issue_monthly")).all()
+        assert [e.actor_label for e in events] == ["finance@staff.test"] * 2
+
+
+@pytest.mark.clock(DEC_1)
+def test_the_review_alone_issues_nothing(november_committed, client_as, appctx):
+    review = client_as("finance").post(MONTHLY, data={"month": "2026-11", "step": "review"})
+    assert 'name="review_token"' in review.get_data(as_text=True)
+    with appctx():
+        assert _invoices() == []
+        assert db.session.scalar(select(Counter.value).where(Counter.name == "invoice")) == 0
+
+
+@pytest.mark.clock(DEC_1)
+def test_a_second_confirm_lands_on_the_result_and_issues_nothing(november_committed,
+                                                                 client_as, appctx):
+    client = client_as("finance")
+    review, first = review_then_confirm(client, MONTHLY, {"month": "2026-11"})
+    token = review_token_from(review.get_data(as_text=True))
+    again = client.post(MONTHLY, data={"month": "2026-11", "step": "confirm",
+                                       "review_token": token})
+    assert again.status_code == 303
+    assert again.headers["Location"] == first.headers["Location"]
+    page = client.get(again.headers["Location"]).get_data(as_text=True)
+    assert "already applied" in page and "INV-2026-000002" in page
+    with appctx():
+        assert len(_invoices()) == 2
+    # A new review of the same month has nothing left to issue: the domain's rule.
+    fresh = client.post(MONTHLY, data={"month": "2026-11", "step": "review"})
+    assert "nothing to invoice for November 2026" in fresh.get_data(as_text=True)
+    assert 'name="review_token"' not in fresh.get_data(as_text=True)
+    with appctx():
+        assert len(_invoices()) == 2
+
+
+@pytest.mark.clock(DEC_1)
+def test_a_transaction_added_meanwhile_makes_the_review_stale(november_committed, client_as,
+                                                              appctx):
+    client = client_as("finance")
+    review = client.post(MONTHLY, data={"month": "2026-11", "step": "review"})
+    token = review_token_from(review.get_data(as_text=True))
+    with appctx() as session, time_machine.travel(datetime(2026, 11, 20, tzinfo=UTC),
+                                                  tick=False):
+        globex = session.scalar(select(Customer).where(Customer.company_name == "Globex"))
+        factories.subscribe(globex, session.scalars(select(SubscriptionProduct)).one(),
+                            {"OV": 1}, term_months=1, start_date=date(2026, 11, 20))
+        session.commit()
+    stale = client.post(MONTHLY, data={"month": "2026-11", "step": "confirm",
+                                       "review_token": token})
+    html = stale.get_data(as_text=True)
+    assert stale.status_code == 200 and "changed since you reviewed it" in html
+    assert "$110.00" in html  # Globex: 100.00 and 10.00 (OV for one month)
+    with appctx():
+        assert _invoices() == []
+    done = client.post(MONTHLY, data={"month": "2026-11", "step": "confirm",
+                                      "review_token": review_token_from(html)})
+    assert done.status_code == 303
+    with appctx():
+        assert [i.total for i in _invoices()] == [32000, 11000]
+
+
+@pytest.mark.clock(DEC_1)
+def test_the_job_issuing_meanwhile_leaves_nothing_to_confirm(november_committed, client_as,
+                                                             appctx):
+    client = client_as("finance")
+    review = client.post(MONTHLY, data={"month": "2026-11", "step": "review"})
+    token = review_token_from(review.get_data(as_text=True))
+    with appctx() as session:
+        issue_monthly_invoices(month=NOVEMBER)
+        session.commit()
+    late = client.post(MONTHLY, data={"month": "2026-11", "step": "confirm",
+                                      "review_token": token})
+    assert "nothing to invoice for November 2026" in late.get_data(as_text=True)
+    with appctx():
+        assert len(_invoices()) == 2
+
+
+def test_issuing_refuses_a_reviewed_set_that_changed_under_the_locks(november):
+    with time_machine.travel(DEC_1, tick=False):
+        review = review_monthly_invoices(month=NOVEMBER)
+        changed = dataclasses.replace(review, invoices=review.invoices[:1])
+        with pytest.raises(Conflict, match="changed while they were being issued"):
+            issue_monthly_invoices(month=NOVEMBER, reviewed=changed)
+        db.session.rollback()
+        assert db.session.scalar(select(func.count(Invoice.id))) == 0
+        assert len(issue_monthly_invoices(month=NOVEMBER, reviewed=review)) == 2
+
+
+MONTH_FORMAT = "Enter the month as YYYY-MM, e.g. 2026-11."
+MONTH_RANGE = "Enter a month from 2000-01 to 2099-12."
+
+
+@pytest.mark.clock(DEC_1)
+@pytest.mark.parametrize(("month", "message"), [
+    ("10000-01", MONTH_FORMAT), ("garbage", MONTH_FORMAT), ("2026-13", MONTH_FORMAT),
+    ("2026-00", MONTH_FORMAT), ("2026-1", MONTH_FORMAT), ("2026-11-01", MONTH_FORMAT),
+    ("²⁰²⁶-11", MONTH_FORMAT), ("①-11", MONTH_FORMAT), ("9" * 5000, MONTH_FORMAT),
+    ("1999-12", MONTH_RANGE), ("2100-01", MONTH_RANGE), ("0000-01", MONTH_RANGE),
+    ("2026-11\x00", "Remove the control characters"),
+])
+def test_bad_months_are_a_message(november_committed, client_as, appctx, month, message):
+    client = client_as("finance")
+    page = client.get(MONTHLY, query_string={"month": month})
+    assert page.status_code == 400 and message in page.get_data(as_text=True)
+    for step in ("review", "confirm"):
+        response = client.post(MONTHLY, data={"month": month, "step": step})
+        assert response.status_code == 400
+        assert message in response.get_data(as_text=True)
+    missing = client.post(MONTHLY, data={"step": "review"})
+    assert missing.status_code == 400 and "Choose a month." in missing.get_data(as_text=True)
+    with appctx():
+        assert _invoices() == []
+
+
+@pytest.mark.clock(datetime(2026, 11, 30, 23, 59, tzinfo=UTC))
+def test_a_month_that_is_not_over_is_refused(november_committed, client_as, appctx):
+    client = client_as("finance")
+    page = client.get(MONTHLY, query_string={"month": "2026-11"}).get_data(as_text=True)
+    assert "November 2026 is not over yet" in page and 'data-testid="issue-form"' not in page
+    refused = client.post(MONTHLY, data={"month": "2026-11", "step": "review"})
+    assert "November 2026 is not over yet" in refused.get_data(as_text=True)
+    assert 'name="review_token"' not in refused.get_data(as_text=True)
+    with appctx():
+        assert _invoices() == []
+
+
+@pytest.mark.clock(DEC_1)
+def test_support_sees_the_preview_but_cannot_issue(november_committed, client_as, appctx):
+    support = client_as("support")
+    preview = support.get(f"{MONTHLY}?month=2026-11")
+    assert preview.status_code == 200
+    assert "Acme Ltd" in preview.get_data(as_text=True)
+    assert "Issue 2 invoices" not in preview.get_data(as_text=True)
+    for step in ("review", "confirm"):
+        assert support.post(MONTHLY, data={"month": "2026-11",
+                                           "step": step}).status_code == 403
+    with appctx():
+        assert _invoices() == []

@@ -407,3 +407,62 @@ def test_cli_run_once_shows_progress_and_counts(app, appctx):
 def test_cli_run_once_unknown_job_fails(app):
     result = app.test_cli_runner().invoke(args=["jobs", "run-once", "nope"])
     assert result.exit_code == 1 and "No job named nope" in result.output
+
+
+def test_run_now_of_the_ledger_check_is_audited_and_flashed(client_as, appctx):
+    """The ledger check walks the audit chain (detaching what the session held); Run now
+    still records who ran it and says how it went."""
+    with appctx():
+        factories.catalog("renewal")
+        factories.subscribed_on(factories.customer(), start=date(2026, 1, 1))
+    client = client_as("admin")
+    response = client.post("/admin/jobs/run/ledger_check")
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Ledger and audit self-check finished:" in page
+    assert "anomalies 0" in page
+    with appctx():
+        run = db.session.scalar(select(JobRun))
+        assert (run.trigger, run.status) == ("manual", JobStatus.SUCCEEDED)
+        event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "job.run_now"))
+        assert event is not None and event.actor_label == "admin@staff.test"
+        assert event.details["job"] == "ledger_check"
+        assert event.target_id == str(run.id)
+
+
+def test_run_now_of_a_failing_job_is_audited_and_says_why(client_as, appctx, monkeypatch):
+    def broken():
+        db.session.expunge_all()  # what the ledger check's chain walk does, then it fails
+        raise ValueError("disk full")
+
+    real = jobs.registry()
+    registry = {**real, "outbox": jobs.Job("outbox", real["outbox"].title, broken,
+                                           real["outbox"].trigger, "every minute")}
+    monkeypatch.setattr(jobs, "registry", lambda: registry)
+    monkeypatch.setattr("backoffice.views.system.registry", lambda: registry)
+    client = client_as("admin")
+    response = client.post("/admin/jobs/run/outbox")
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Send queued email failed: ValueError: disk full" in page
+    with appctx():
+        run = db.session.scalar(select(JobRun))
+        assert run.status == JobStatus.FAILED
+        event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "job.run_now"))
+        assert event.details["status"] == "failed" and event.target_id == str(run.id)
+
+
+def test_run_now_when_the_database_refuses_is_a_message(client_as, appctx, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def locked(*args, **kwargs):
+        raise OperationalError("UPDATE job_lock", {}, Exception("database is locked"))
+
+    monkeypatch.setattr("backoffice.views.system.run_job", locked)
+    client = client_as("admin")
+    response = client.post("/admin/jobs/run/renewals")
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "could not be run: the database was busy or unavailable" in page
+    with appctx():
+        assert db.session.scalar(select(func.count(AuditEvent.id))) == 0

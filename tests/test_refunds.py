@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from backoffice import renewals, subscriptions
 from backoffice.errors import Conflict, InvalidInput
@@ -17,8 +17,15 @@ from backoffice.models import (
     TransactionKind,
     TransactionReason,
 )
-from backoffice.refunds import quote_refund, refund, refund_state, refund_transactions
+from backoffice.refunds import (
+    quote_refund,
+    quote_refunds,
+    refund,
+    refund_state,
+    refund_transactions,
+)
 from tests import factories
+from tests.conftest import review_then_confirm, review_token_from
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -193,6 +200,32 @@ def test_several_transactions_refund_together_or_not_at_all(charged):
     assert factories.inventory_of(charged.subscription, "DV") == 2
 
 
+def test_one_review_covers_several_charges_and_holds_only_while_nothing_changes(charged):
+    with time_machine.travel(NOW, tick=False):
+        extra = subscriptions.add_inventory(charged.subscription, {"DV": 2}, actor=None)
+        db.session.commit()
+        requests = [(charged, {"DV": 1, "OV": 0}), (extra, {"DV": 2}), (charged, {"OV": 0})]
+        review = quote_refunds(requests)
+        assert [q.transaction_id for q in review.quotes] == [charged.id, extra.id]
+        assert review.total == 9425 + factories.line_of(extra, "DV").amount
+        assert review.currency == "USD" and review.customer_id == charged.customer_id
+        with pytest.raises(InvalidInput, match="at least one line"):
+            quote_refunds([(charged, {"DV": 0})])
+        refund(charged, {"DV": 1}, actor=None)  # someone else, after the review
+        assert quote_refunds(requests) != review  # what was refunded before is in the review
+        with pytest.raises(Conflict, match="changed since the refund was reviewed"):
+            refund_transactions(requests, actor=None, reviewed=review)
+        db.session.rollback()
+        with pytest.raises(Conflict, match="not the ones reviewed"):
+            refund_transactions(requests[1:], actor=None, reviewed=quote_refunds(requests))
+        db.session.rollback()
+        charged = db.session.get(Transaction, charged.id)
+        extra = db.session.get(Transaction, extra.id)
+        requests = [(charged, {"DV": 1}), (extra, {"DV": 2})]
+        done = refund_transactions(requests, actor=None, reviewed=quote_refunds(requests))
+    assert [t.refunded_transaction_id for t in done] == [charged.id, extra.id]
+
+
 # --------------------------------------------------------------------------- pages
 
 
@@ -211,6 +244,17 @@ def customer_page(appctx):
         return {"customer": customer.id, "old": old.id, "recent": recent.id}
 
 
+def _refunds() -> list[Transaction]:
+    return list(db.session.scalars(select(Transaction).where(
+        Transaction.kind == TransactionKind.REFUND).order_by(Transaction.id)))
+
+
+def _refund_form(charge_id: int, **counts) -> dict:
+    """What the counts page posts: the selected charge and a count per certificate code."""
+    return {"transaction": str(charge_id),
+            **{f"count_{charge_id}_{code}": value for code, value in counts.items()}}
+
+
 @pytest.mark.clock(NOW)
 def test_finance_refunds_through_counts_review_and_confirm(customer_page, client_as, appctx):
     ids = customer_page
@@ -223,54 +267,252 @@ def test_finance_refunds_through_counts_review_and_confirm(customer_page, client
     assert f'name="transaction" value="{ids["old"]}"' not in page
     counts = client.get(f"{base}/refund?transaction={ids['recent']}")
     assert counts.status_code == 200
-    assert f"count-{ids['recent']}-DV" in counts.get_data(as_text=True)
-    form = {"transaction": ids["recent"], f"count-{ids['recent']}-DV": "1",
-            f"count-{ids['recent']}-OV": "0"}
-    review = client.post(f"{base}/refund", data={**form, "step": "review"})
-    assert review.status_code == 200
+    html = counts.get_data(as_text=True)
+    assert f'name="count_{ids["recent"]}_DV"' in html
+    assert f'aria-label="Refund DV from T{ids["recent"]}"' in html
+    assert f'name="transaction" type="hidden" value="{ids["recent"]}"' in html or \
+        f'name="transaction" value="{ids["recent"]}"' in html
+    review, done = review_then_confirm(client, f"{base}/refund",
+                                       _refund_form(ids["recent"], DV="1", OV=""))
     html = review.get_data(as_text=True)
     # 3 DV charged on 11-20 for 346 of 365 days: 300.00 x 346/365 = 284.38; 1/3 = 94.79
     with appctx():
         assert factories.line_of(db.session.get(Transaction, ids["recent"]), "DV").amount == 28438
-    one = 9479
-    assert f"${one / 100:,.2f}" in html and "Process Refund" in html
-    with appctx():
-        assert db.session.scalar(select(Transaction.id).where(
-            Transaction.kind == TransactionKind.REFUND)) is None
-    done = client.post(f"{base}/refund", data={**form, "step": "confirm"})
+    assert "$94.79" in html and "Process Refund" in html
     assert done.status_code == 303
     assert done.headers["Location"].endswith(f"{base}/transactions")
-    page = client.get(f"{base}/transactions").get_data(as_text=True)
+    page = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert f"Refunded T{ids['recent']}: 94.79 USD goes on the customer" in page
     assert f"refund of T{ids['recent']}" in page
     with appctx():
-        refund_row = db.session.scalars(select(Transaction).where(
-            Transaction.kind == TransactionKind.REFUND)).one()
-        assert refund_row.amount == -one
+        (refund_row,) = _refunds()
+        assert refund_row.amount == -9479
         assert refund_row.actor.email == "finance@staff.test"
+        assert db.session.scalar(select(func.count(AuditEvent.id)).where(
+            AuditEvent.action == "transaction.refund")) == 1
 
 
 @pytest.mark.clock(NOW)
-def test_refusals_are_flashed_and_change_nothing(customer_page, client_as, appctx):
+def test_the_review_alone_refunds_nothing(customer_page, client_as, appctx):
+    ids = customer_page
+    client = client_as("finance")
+    review = client.post(f"/admin/billing/customer/{ids['customer']}/refund",
+                         data={**_refund_form(ids["recent"], DV="2"), "step": "review"})
+    assert review.status_code == 200 and 'name="review_token"' in review.get_data(as_text=True)
+    with appctx():
+        assert _refunds() == []
+        assert factories.line_of(db.session.get(Transaction, ids["recent"]),
+                                 "DV").refunded_quantity == 0
+
+
+@pytest.mark.clock(NOW)
+def test_one_review_covers_every_selected_charge(customer_page, client_as, appctx):
+    ids = customer_page
+    with appctx() as session:
+        recent = session.get(Transaction, ids["recent"])
+        extra = subscriptions.add_inventory(recent.subscription, {"OV": 1}, actor=None)
+        session.commit()
+        extra_id = extra.id
+    client = client_as("finance")
+    base = f"/admin/billing/customer/{ids['customer']}"
+    counts = client.get(f"{base}/refund?transaction={ids['recent']}&transaction={extra_id}")
+    assert f"count_{extra_id}_OV" in counts.get_data(as_text=True)
+    form = {**_refund_form(ids["recent"], DV="1"), f"count_{extra_id}_OV": "1",
+            "transaction": [str(ids["recent"]), str(extra_id)]}
+    review, done = review_then_confirm(client, f"{base}/refund", form)
+    html = review.get_data(as_text=True)
+    assert f"Refund of T{ids['recent']}" in html and f"Refund of T{extra_id}" in html
+    assert done.status_code == 303
+    with appctx():
+        assert [t.refunded_transaction_id for t in _refunds()] == [ids["recent"], extra_id]
+
+
+@pytest.mark.clock(NOW)
+def test_a_second_confirm_of_the_same_review_refunds_nothing_more(customer_page, client_as,
+                                                                  appctx):
+    ids = customer_page
+    client = client_as("finance")
+    url = f"/admin/billing/customer/{ids['customer']}/refund"
+    form = _refund_form(ids["recent"], DV="1")
+    review, first = review_then_confirm(client, url, form)
+    assert first.status_code == 303
+    token = review_token_from(review.get_data(as_text=True))
+    again = client.post(url, data={**form, "step": "confirm", "review_token": token})
+    assert again.status_code == 303
+    assert again.headers["Location"] == first.headers["Location"]
+    page = client.get(again.headers["Location"]).get_data(as_text=True)
+    assert "already applied" in page and "nothing was changed" in page
+    with appctx():
+        assert len(_refunds()) == 1
+        line = factories.line_of(db.session.get(Transaction, ids["recent"]), "DV")
+        assert (line.refunded_quantity, line.refunded_amount) == (1, 9479)
+        assert db.session.scalar(select(func.count(AuditEvent.id)).where(
+            AuditEvent.action == "transaction.refund")) == 1
+
+
+@pytest.mark.clock(NOW)
+def test_a_refund_made_meanwhile_makes_the_review_stale(customer_page, client_as, appctx):
+    """Someone else refunds a certificate of the same line between review and Confirm: the
+    review no longer holds, nothing is refunded, and the new review is shown."""
+    ids = customer_page
+    client = client_as("finance")
+    url = f"/admin/billing/customer/{ids['customer']}/refund"
+    form = _refund_form(ids["recent"], DV="2")
+    review = client.post(url, data={**form, "step": "review"})
+    assert "$189.59" in review.get_data(as_text=True)  # 284.38 x 2/3
+    token = review_token_from(review.get_data(as_text=True))
+    with appctx() as session:
+        refund(session.get(Transaction, ids["recent"]), {"DV": 1}, actor=None)
+        session.commit()
+    stale = client.post(url, data={**form, "step": "confirm", "review_token": token})
+    html = stale.get_data(as_text=True)
+    assert stale.status_code == 200
+    assert "changed since you reviewed it" in html
+    assert "3 (1 refunded)" in html  # the new review: two of the two left, the rest
+    assert "$189.59" in html and "(the rest of the line)" in html
+    with appctx():
+        assert [t.actor_id for t in _refunds()] == [None]  # only the one made meanwhile
+    done = client.post(url, data={**form, "step": "confirm",
+                                  "review_token": review_token_from(html)})
+    assert done.status_code == 303
+    with appctx():
+        line = factories.line_of(db.session.get(Transaction, ids["recent"]), "DV")
+        assert (line.refunded_quantity, line.refunded_amount) == (3, 28438)
+
+
+@pytest.mark.clock(NOW + timedelta(days=28) - timedelta(minutes=5))
+def test_the_window_closing_between_review_and_confirm_refunds_nothing(customer_page,
+                                                                       client_as, appctx):
+    """The recent charge was made on 11-20 10:00; its window closes on 12-20 10:00. Reviewed
+    five minutes before, confirmed five minutes after: refused, with the reason."""
+    ids = customer_page
+    client = client_as("finance")
+    url = f"/admin/billing/customer/{ids['customer']}/refund"
+    form = _refund_form(ids["recent"], DV="1")
+    review = client.post(url, data={**form, "step": "review"})
+    assert "refundable until Dec 20, 2026" in review.get_data(as_text=True)
+    token = review_token_from(review.get_data(as_text=True))
+    with time_machine.travel(NOW + timedelta(days=28, minutes=5), tick=False):
+        late = client.post(url, data={**form, "step": "confirm", "review_token": token})
+    html = late.get_data(as_text=True)
+    assert late.status_code == 200
+    assert "more than 30 days ago" in html and "admin or the finance lead" in html
+    assert 'name="review_token"' not in html
+    with appctx():
+        assert _refunds() == []
+        assert factories.line_of(db.session.get(Transaction, ids["recent"]),
+                                 "DV").refunded_quantity == 0
+
+
+@pytest.mark.clock(NOW)
+def test_refusals_are_shown_and_change_nothing(customer_page, client_as, appctx):
+    ids = customer_page
+    client = client_as("finance")
+    url = f"/admin/billing/customer/{ids['customer']}/refund"
+    too_many = client.post(url, data={**_refund_form(ids["recent"], DV="4"), "step": "review"})
+    assert "Only 3 of the 3 DV certificates" in too_many.get_data(as_text=True)
+    # a Confirm without a review is reviewed first, and refused the same way
+    crafted = client.post(url, data={**_refund_form(ids["recent"], DV="4"), "step": "confirm"})
+    assert "Only 3 of the 3 DV certificates" in crafted.get_data(as_text=True)
+    old = client.post(url, data={**_refund_form(ids["old"], DV="1"), "step": "review"})
+    assert "more than 30 days ago" in old.get_data(as_text=True)
+    nothing = client.post(url, data={**_refund_form(ids["recent"], DV="0", OV=""),
+                                     "step": "review"})
+    assert "Enter how many certificates to refund for at least one line." in \
+        nothing.get_data(as_text=True)
+    foreign = client.post(url, data={**_refund_form(ids["recent"], EV="1"), "step": "review"})
+    assert "at least one line" in foreign.get_data(as_text=True)  # no EV field: ignored
+    with appctx():
+        assert _refunds() == []
+
+
+COUNT_MESSAGE = "Enter a whole number from 0 to 100,000."
+
+
+@pytest.mark.clock(NOW)
+@pytest.mark.parametrize(("count", "message"), [
+    ("x", COUNT_MESSAGE), ("²", COUNT_MESSAGE), ("①", COUNT_MESSAGE), ("-1", COUNT_MESSAGE),
+    ("1.5", COUNT_MESSAGE), ("905970020212414042476352", COUNT_MESSAGE),
+    ("1" * 5000, COUNT_MESSAGE), ("100001", COUNT_MESSAGE),
+    ("1\x00", "Remove the control characters"),
+])
+def test_bad_counts_are_a_message_on_the_field(customer_page, client_as, appctx, count,
+                                               message):
+    ids = customer_page
+    client = client_as("finance")
+    for step in ("review", "confirm"):
+        response = client.post(f"/admin/billing/customer/{ids['customer']}/refund",
+                               data={**_refund_form(ids["recent"], DV=count), "step": step})
+        html = response.get_data(as_text=True)
+        assert response.status_code == 200
+        assert message in html and f'data-testid="error-count_{ids["recent"]}_DV"' in html
+        assert 'name="review_token"' not in html
+    with appctx():
+        assert _refunds() == []
+
+
+@pytest.mark.clock(NOW)
+@pytest.mark.parametrize("selected", ["²", "①", "1" * 5000, "905970020212414042476352",
+                                      "-1", "0", "1 OR 1=1", "1\x00", ""])
+def test_malformed_charge_selections_are_a_message(customer_page, client_as, appctx,
+                                                   selected):
     ids = customer_page
     client = client_as("finance")
     base = f"/admin/billing/customer/{ids['customer']}"
-    too_many = client.post(f"{base}/refund", data={
-        "transaction": ids["recent"], f"count-{ids['recent']}-DV": "4", "step": "confirm"})
-    assert too_many.status_code == 303
-    followed = client.get(too_many.headers["Location"]).get_data(as_text=True)
-    assert "Only 3 of the 3 DV certificates" in followed
-    old = client.post(f"{base}/refund", data={
-        "transaction": ids["old"], f"count-{ids['old']}-DV": "1", "step": "review"})
-    assert "more than 30 days ago" in old.get_data(as_text=True)
-    bad = client.post(f"{base}/refund", data={
-        "transaction": ids["recent"], f"count-{ids['recent']}-DV": "x", "step": "review"})
-    assert bad.status_code == 400
-    other = client.get(f"/admin/billing/customer/{ids['customer'] + 99}/refund"
-                       f"?transaction={ids['recent']}")
-    assert other.status_code == 404
+    requests = (
+        lambda: client.get(f"{base}/refund", query_string={"transaction": selected}),
+        lambda: client.post(f"{base}/refund", data={"transaction": selected, "step": "review",
+                                                    f"count_{ids['recent']}_DV": "1"}))
+    for send in requests:
+        response = send()
+        assert response.status_code == 303
+        assert response.headers["Location"].endswith(f"{base}/transactions")
+        page = client.get(response.headers["Location"]).get_data(as_text=True)
+        assert ("Choose the rows from the list on the page." in page
+                or "Select at least one charge to refund." in page
+                or "Remove the control characters" in page)
     with appctx():
-        assert db.session.scalar(select(Transaction.id).where(
-            Transaction.kind == TransactionKind.REFUND)) is None
+        assert _refunds() == []
+
+
+@pytest.mark.clock(NOW)
+def test_too_many_charges_at_once_are_a_message(customer_page, client_as):
+    client = client_as("finance")
+    base = f"/admin/billing/customer/{customer_page['customer']}"
+    response = client.get(f"{base}/refund",
+                          query_string={"transaction": [str(i) for i in range(1, 52)]})
+    assert response.status_code == 303
+    assert "Choose at most 50 rows at once." in client.get(
+        response.headers["Location"]).get_data(as_text=True)
+
+
+@pytest.mark.clock(NOW)
+def test_charges_of_another_customer_refunds_and_unknown_ids_are_not_found(
+        customer_page, client_as, appctx):
+    ids = customer_page
+    with appctx() as session:
+        other = factories.customer("Globex")
+        session.commit()
+        other_id = other.id
+    with appctx() as session, time_machine.travel(NOW, tick=False):
+        refunded = refund(session.get(Transaction, ids["recent"]), {"DV": 1}, actor=None)
+        session.commit()
+        refund_id = refunded.id
+    client = client_as("finance")
+    base = f"/admin/billing/customer/{ids['customer']}"
+    assert client.get(f"/admin/billing/customer/{other_id}/refund"
+                      f"?transaction={ids['recent']}").status_code == 404
+    assert client.post(f"/admin/billing/customer/{other_id}/refund",
+                       data={**_refund_form(ids["recent"], DV="1"),
+                             "step": "confirm"}).status_code == 404
+    assert client.get(f"{base}/refund?transaction={refund_id}").status_code == 404
+    assert client.get(f"{base}/refund?transaction=2147483647").status_code == 404
+    assert client.get(f"{base}/refund?transaction={ids['recent']}"
+                      "&transaction=999999").status_code == 404
+    assert client.get(f"/admin/billing/customer/{'9' * 30}/refund").status_code == 404
+    assert client.get(f"/admin/billing/customer/{'9' * 30}/transactions").status_code == 404
+    with appctx():
+        assert len(_refunds()) == 1
 
 
 @pytest.mark.clock(NOW)
@@ -284,9 +526,10 @@ def test_support_sees_transactions_but_cannot_refund(customer_page, client_as, a
     assert "refundable until" in html
     assert "Process refund" not in html and 'name="transaction"' not in html
     assert client.get(f"{base}/refund?transaction={ids['recent']}").status_code == 403
-    crafted = client.post(f"{base}/refund", data={
-        "transaction": ids["recent"], f"count-{ids['recent']}-DV": "1", "step": "confirm"})
-    assert crafted.status_code == 403
+    for step in ("review", "confirm"):
+        crafted = client.post(f"{base}/refund",
+                              data={**_refund_form(ids["recent"], DV="1"), "step": step})
+        assert crafted.status_code == 403
     with appctx():
         assert db.session.scalar(select(Transaction.id).where(
             Transaction.kind == TransactionKind.REFUND)) is None

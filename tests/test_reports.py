@@ -105,15 +105,69 @@ def test_filters_and_totals_per_currency(activity):
     assert ids(date_to=date(2026, 11, 11)) == [a["acme_charge"].id, a["evil_charge"].id]
 
 
-def test_filters_from_query_args_refuse_bad_values(app):
+def test_filters_refuse_a_start_after_the_end_and_never_overflow(activity):
     from backoffice.errors import InvalidInput
 
-    assert ReportFilters.from_args({"kind": "refund", "date_from": "2026-11-01"}) == \
-        ReportFilters(kind=TransactionKind.REFUND, date_from=date(2026, 11, 1))
-    for bad in ({"kind": "gift"}, {"date_from": "yesterday"}, {"customer_id": "1 OR 1=1"},
-                {"date_from": "2026-11-02", "date_to": "2026-11-01"}):
-        with pytest.raises(InvalidInput):
-            ReportFilters.from_args(bad)
+    with pytest.raises(InvalidInput, match="The start date is after the end date."):
+        ReportFilters(date_from=date(2026, 11, 2), date_to=date(2026, 11, 1))
+    # The last day there is: no day after it to stop before, so no upper bound.
+    rows = _parse(stream_csv(ReportFilters(date_from=date.min, date_to=date.max)))
+    assert len(rows) == 1 + 3
+    assert report_totals(ReportFilters(date_to=date.max))[0].count == 1
+
+
+REPORT = "/admin/billing/report/"
+EXPORT = "/admin/billing/report/export.csv"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"date_to": "9999-12-31"}, "Enter a date from 2000-01-01 to 2099-12-31."),
+    ({"date_from": "1999-12-31"}, "Enter a date from 2000-01-01 to 2099-12-31."),
+    ({"date_from": "yesterday"}, "Enter the date as YYYY-MM-DD"),
+    ({"date_to": "10000-01-01"}, "Enter the date as YYYY-MM-DD"),
+    ({"date_to": "2026-02-30"}, "Enter the date as YYYY-MM-DD"),
+    ({"date_from": "2026-11-02", "date_to": "2026-11-01"}, "The start date is after the end"),
+    ({"kind": "gift"}, "Choose a kind from the list."),
+    ({"reason": "charity"}, "Choose a reason from the list."),
+    ({"customer_id": "905970020212414042476352"}, "Choose a customer from the list."),
+    ({"customer_id": "1" * 5000}, "Choose a customer from the list."),
+    ({"customer_id": "1 OR 1=1"}, "Choose a customer from the list."),
+    ({"customer_id": "²"}, "Choose a customer from the list."),
+    ({"reseller_id": "①"}, "Choose a reseller from the list."),
+    ({"reseller_id": "99999"}, "Choose a reseller from the list."),
+    ({"kind": "charge\x00"}, "Remove the control characters"),
+    ({"date_from": "2026-11-01\x00"}, "Remove the control characters"),
+    ({"page": "²"}, "Enter a whole number from 0 to 100,000."),
+    ({"page": "905970020212414042476352"}, "Enter a whole number from 0 to 100,000."),
+])
+def test_bad_filters_are_a_message_on_the_report_and_the_export(activity, client_as, args,
+                                                                message):
+    client = client_as("admin")  # the activity has a finance member already
+    for url in (REPORT, EXPORT):
+        response = client.get(url, query_string=args)
+        assert response.status_code == 400, url
+        assert response.mimetype == "text/html"
+        html = response.get_data(as_text=True)
+        assert message in html, url
+        assert 'data-testid="report-filters"' in html
+        assert 'data-testid="report-rows"' not in html and "Export CSV" not in html
+
+
+def test_the_report_form_keeps_the_filters_and_links_the_export(activity, client_as):
+    client = client_as("admin")
+    acme = activity["acme"]
+    html = client.get(REPORT, query_string={
+        "customer_id": str(acme.id), "kind": "refund", "date_from": "2026-11-01",
+        "date_to": "2099-12-31"}).get_data(as_text=True)
+    assert f'<option selected value="{acme.id}">Acme Ltd</option>' in html
+    assert '<option selected value="refund">refund</option>' in html
+    assert 'value="2099-12-31"' in html
+    assert f"T{activity['acme_refund'].id}" in html
+    assert f"T{activity['acme_charge'].id}<" not in html
+    export = client.get(EXPORT, query_string={"customer_id": str(acme.id), "kind": "refund",
+                                              "date_to": "2099-12-31"})
+    rows = _parse([export.get_data(as_text=True)])
+    assert [int(r[0]) for r in rows[1:]] == [activity["acme_refund"].id]
 
 
 def test_report_page_and_streamed_export_over_http(app, appctx, client_as):
@@ -133,7 +187,9 @@ def test_report_page_and_streamed_export_over_http(app, appctx, client_as):
     assert "attachment" in response.headers["Content-Disposition"]
     rows = _parse([response.get_data(as_text=True)])
     assert rows[1][5] == "'@Risky"
-    assert client.get("/admin/billing/report/?kind=gift").status_code == 200  # flashed
+    refused = client.get("/admin/billing/report/?kind=gift")
+    assert refused.status_code == 400
+    assert "Choose a kind from the list." in refused.get_data(as_text=True)
 
 
 def test_support_can_read_the_report_but_not_export_it(client_as):

@@ -243,3 +243,81 @@ def test_create_staff_command_refuses_an_invalid_email(app, appctx):
     assert "not a valid email address" in result.output
     with appctx():
         assert _count(StaffUser) == 0
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"name": "a\x00b"}, "Remove the control characters"),
+    ({"email": "a\x00b@staff.example.com"}, "Remove the control characters"),
+    ({"password": "a long password\x00"}, "Remove the control characters"),
+    ({"name": "x" * 201}, "Field cannot be longer than 200 characters."),
+    ({"email": "x" * 250 + "@staff.example.com"}, "Field cannot be longer than 254"),
+    ({"password": "x" * 201}, "Field cannot be longer than 200 characters."),
+    ({"role": "root"}, "Choose one of the roles."),
+    ({"role": ""}, "Choose one of the roles."),
+    ({"name": ""}, "This field is required."),
+])
+def test_bad_staff_input_gets_a_message_and_writes_nothing(appctx, client_as, fields,
+                                                           message):
+    response = _create(client_as("admin"), **fields)
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    with appctx():
+        assert _count(StaffUser) == 1
+        assert _events() == []
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"name": "a\x00b"}, "Remove the control characters"),
+    ({"name": "x" * 201}, "Field cannot be longer than 200 characters."),
+    ({"role": "superuser"}, "Choose one of the roles."),
+])
+def test_bad_staff_edit_gets_a_message_and_changes_nothing(appctx, client_as, staff, fields,
+                                                           message):
+    target = staff("support")
+    response = client_as("admin").post(
+        f"/admin/staffuser/edit/?id={target}",
+        data={"name": "Someone", "role": "finance", **fields}, follow_redirects=True)
+    assert message in response.get_data(as_text=True)
+    with appctx():
+        user = db.session.get(StaffUser, target)
+        assert (user.name, user.role) == ("Test support", StaffRole.SUPPORT)
+        assert _events() == []
+
+
+@pytest.mark.parametrize("rowid", ["²", "①", "1" * 5000, "905970020212414042476352", "-1",
+                                   "0", "1 OR 1=1", "2\x00"])
+@pytest.mark.parametrize("action", ["deactivate", "reset_password"])
+def test_staff_actions_refuse_bad_row_ids(appctx, client_as, staff, rowid, action):
+    target = staff("support")
+    client = client_as("admin")
+    with appctx():
+        hash_before = db.session.get(StaffUser, target).password_hash
+    response = client.post("/admin/staffuser/action/",
+                           data={"action": action, "rowid": [str(target), rowid]},
+                           follow_redirects=True)
+    assert response.status_code == 200
+    assert "Failed to perform action" in response.get_data(as_text=True)
+    with appctx():
+        user = db.session.get(StaffUser, target)
+        assert user.active is True and user.password_hash == hash_before
+        assert _events() == []
+
+
+def test_staff_actions_refuse_an_unknown_action_and_too_many_rows(appctx, client_as, staff):
+    target = staff("support")
+    client = client_as("admin")
+    unknown = client.post("/admin/staffuser/action/",
+                          data={"action": "delete_everyone", "rowid": str(target)},
+                          follow_redirects=True)
+    assert "Choose an action." in unknown.get_data(as_text=True)
+    too_many = client.post("/admin/staffuser/action/",
+                           data={"action": "deactivate",
+                                 "rowid": [str(i) for i in range(1, 102)]},
+                           follow_redirects=True)
+    assert "Choose at most 100 rows at once." in too_many.get_data(as_text=True)
+    with appctx():
+        assert db.session.get(StaffUser, target).active is True
+        assert _events() == []

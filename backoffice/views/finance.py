@@ -3,16 +3,20 @@
 - Transactions, transaction lines, invoices and invoice lines are read-only lists.
 - A customer's Transactions & Refunds page lists charges and refunds newest first with
   each charge's refundable state; finance select transactions, set how many certificates
-  to refund per line, review the amounts and Process Refund (POST, permission re-checked).
+  to refund per line, review the amounts of every selected charge and Process Refund
+  (the one Review -> Confirm of ``views/review.py``).
 - Invoices render as a printable page and download as PDF.
-- The transaction report filters, totals per currency and streams a CSV export.
-- Monthly invoices can be previewed and issued for a finished month.
+- The transaction report parses its filters with a GET form, totals per currency and
+  streams a CSV export.
+- Monthly invoices are previewed for a month; issuing a finished month is reviewed, then
+  confirmed.
 
 The billing pages keep their ``billing`` endpoints and ``/admin/billing/...`` URLs.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from dateutil.relativedelta import relativedelta
@@ -30,10 +34,13 @@ from flask_admin import expose
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
+from wtforms import Field, SelectChoice, SelectField, StringField
+from wtforms.validators import InputRequired, Optional
+from wtforms.widgets import HiddenInput
 
 from .. import invoicing, refunds, reports
 from ..clock import today, utcnow
-from ..errors import DomainError, InvalidInput
+from ..errors import DomainError
 from ..extensions import db
 from ..invoice_pdf import invoice_pdf, period_label
 from ..models import (
@@ -49,12 +56,78 @@ from ..models import (
 )
 from ..money import to_decimal
 from ..permissions import Permission
-from .base import ReadOnlyModelView, SecureBaseView, link_formatter, money_column, run_domain
+from .base import ReadOnlyModelView, SecureBaseView, link_formatter, money_column
+from .forms import (
+    EARLIEST_DATE,
+    LATEST_DATE,
+    MAX_ROW_ID,
+    ConsoleForm,
+    DayField,
+    RecordIdsField,
+    ReviewForm,
+    WholeNumberField,
+    quantity_form,
+)
+from .review import Operation, review_confirm
 
 CATEGORY = "Finance"
 
 #: at most this many transactions are listed on one customer's page
 CUSTOMER_PAGE_LIMIT = 500
+
+
+#: the most charges one refund takes at once
+MAX_REFUND_CHARGES = 50
+
+
+class RefundSelectionForm(ConsoleForm):
+    """The charges a refund is for: the transactions page's checkboxes, carried along on
+    every step. Read first (without CSRF: it changes nothing) to build the refund form."""
+
+    class Meta:
+        csrf = False
+
+    transaction = RecordIdsField(
+        "Charges", max_entries=MAX_REFUND_CHARGES,
+        validators=[InputRequired(message="Select at least one charge to refund.")])
+
+
+class RefundForm(ReviewForm):
+    """A refund of the selected charges; :func:`refund_form` adds a count per charge line."""
+
+    transaction = RefundSelectionForm.transaction
+
+
+def _count_prefix(charge: Transaction) -> str:
+    return f"count_{charge.id}_"
+
+
+def refund_form(charges: list[Transaction]) -> type[RefundForm]:
+    """The refund form for these charges: one count field per charge line, named
+    ``count_<transaction>_<CODE>``, each a whole number up to MAX_QUANTITY."""
+    form_class: type = RefundForm
+    for charge in charges:
+        form_class = quantity_form([line.certificate_type for line in charge.lines],
+                                   base=form_class, prefix=_count_prefix(charge))
+    return form_class
+
+
+def _count_fields(form: RefundForm, charge: Transaction) -> dict[str, Field]:
+    """The count fields of one charge, by certificate code."""
+    prefix = _count_prefix(charge)
+    return {name[len(prefix):]: field for name, field in form._fields.items()
+            if name.startswith(prefix)}
+
+
+def _counts(form: RefundForm, charge: Transaction) -> dict[str, int]:
+    return {code: field.data or 0 for code, field in _count_fields(form, charge).items()}
+
+
+def _refunded(done: list[Transaction]) -> str:
+    total = -sum(t.amount for t in done)
+    return (f"Refunded {', '.join(f'{t.refunded_transaction}' for t in done)}: "
+            f"{to_decimal(total, done[0].currency)} {done[0].currency} goes on the "
+            "customer's next invoice.")
 
 
 def customer_transactions_url(customer_id: int) -> str:
@@ -78,7 +151,7 @@ class BillingView(SecureBaseView):
 
     # ------------------------------------------------------------------ transactions
 
-    @expose("/customer/<int:customer_id>/transactions")
+    @expose(f"/customer/<int(max={MAX_ROW_ID}):customer_id>/transactions")
     def customer_transactions(self, customer_id: int):
         customer = db.get_or_404(Customer, customer_id)
         transactions = db.session.scalars(
@@ -94,93 +167,70 @@ class BillingView(SecureBaseView):
 
     # ------------------------------------------------------------------ refunds
 
-    @expose("/customer/<int:customer_id>/refund", methods=("GET", "POST"))
+    @expose(f"/customer/<int(max={MAX_ROW_ID}):customer_id>/refund", methods=("GET", "POST"))
     def refund(self, customer_id: int):
-        """Counts per line -> review -> Process Refund; every step needs REFUND_WRITE."""
+        """Selected charges -> counts per line -> review -> Process Refund (REFUND_WRITE).
+
+        The charges come from the transactions page's checkboxes and are carried along;
+        the review covers every selected charge and is confirmed once.
+        """
         self.require(Permission.REFUND_WRITE)
         customer = db.get_or_404(Customer, customer_id)
-        source = request.form if request.method == "POST" else request.args
-        charges = self._selected_charges(customer, source.getlist("transaction"))
         back = customer_transactions_url(customer.id)
-        if not charges:
-            flash("Select at least one charge to refund.", "error")
+        selection = RefundSelectionForm(
+            formdata=request.form if request.method == "POST" else request.args)
+        if not selection.validate():
+            for error in selection.transaction.errors:
+                flash(error, "error")
             return redirect(back, code=303)
-        step = request.form.get("step") if request.method == "POST" else None
-        if step is None:
-            return self._counts_page(customer, charges, {})
-        counts, problem = self._parse_counts(charges, request.form)
-        if problem:
-            flash(problem, "error")
-            return self._counts_page(customer, charges, request.form), 400
-        if step == "review":
-            try:
-                quotes = [(t, refunds.quote_refund(t, counts[t.id])) for t in charges
-                          if any(counts[t.id].values())]
-                if not quotes:
-                    raise InvalidInput(
-                        "Enter how many certificates to refund for at least one line.")
-            except DomainError as exc:
-                flash(str(exc), "error")
-                return self._counts_page(customer, charges, request.form)
-            return self.render("finance/refund_review.html", customer=customer,
-                               quotes=quotes, counts=counts, back_url=back,
-                               total=sum(q.total for _, q in quotes),
-                               currency=quotes[0][1].currency)
-        if step != "confirm":
-            abort(400)
-        ok, done = run_domain(lambda: refunds.refund_transactions(
-            [(t, counts[t.id]) for t in charges], actor=_actor()))
-        if not ok:
-            return redirect(url_for(".refund", customer_id=customer.id,
-                                    transaction=[t.id for t in charges]), code=303)
-        total = -sum(t.amount for t in done)
-        flash(f"Refunded {', '.join(f'{t.refunded_transaction}' for t in done)}: "
-              f"{to_decimal(total, done[0].currency)} {done[0].currency} "
-              "goes on the customer's next invoice.", "success")
-        return redirect(back, code=303)
+        charges = self._selected_charges(customer, selection.transaction.data)
+        form = refund_form(charges)(transaction=[t.id for t in charges])
 
-    def _selected_charges(self, customer: Customer, ids: list[str]) -> list[Transaction]:
-        wanted = sorted({int(i) for i in ids if i.isdigit()})
-        if not wanted:
-            return []
+        def show_form():
+            now = utcnow()
+            return self.render(
+                "finance/refund_counts.html", customer=customer, form=form, back_url=back,
+                charges=[(t, refunds.refund_state(t, now), _count_fields(form, t))
+                         for t in charges])
+
+        if not form.validate_on_submit():
+            return show_form()
+        requests = [(t, _counts(form, t)) for t in charges]
+        operation = Operation(
+            name="transaction.refund", target=f"customer:{customer.id}",
+            review=lambda: refunds.quote_refunds(requests),
+            apply=lambda review: refunds.refund_transactions(requests, actor=_actor(),
+                                                             reviewed=review),
+            landing=lambda _refunds: back,
+            done=_refunded)
+
+        def show_review(review, token):
+            return self.render("finance/refund_review.html", customer=customer, review=review,
+                               form=form, token=token, back_url=back)
+
+        return review_confirm(operation, form, show_form=show_form, show_review=show_review)
+
+    def _selected_charges(self, customer: Customer, ids: list[int]) -> list[Transaction]:
+        """The customer's charges with these ids; 404 if any is missing, another
+        customer's or a refund."""
         charges = db.session.scalars(
-            select(Transaction).where(Transaction.id.in_(wanted)).order_by(Transaction.id)
+            select(Transaction).where(Transaction.id.in_(ids)).order_by(Transaction.id)
         ).all()
-        if len(charges) != len(wanted) or any(
+        if len(charges) != len(ids) or any(
                 t.customer_id != customer.id or t.kind != TransactionKind.CHARGE
                 for t in charges):
             abort(404)
         return list(charges)
 
-    @staticmethod
-    def _parse_counts(charges, form) -> tuple[dict[int, dict[str, int]], str | None]:
-        counts: dict[int, dict[str, int]] = {}
-        for charge in charges:
-            counts[charge.id] = {}
-            for line in charge.lines:
-                code = line.certificate_type.code
-                raw = (form.get(f"count-{charge.id}-{code}") or "0").strip() or "0"
-                if not raw.isdigit():
-                    return counts, (f"The number of {code} certificates to refund from "
-                                    f"{charge} must be a whole number of 0 or more.")
-                counts[charge.id][code] = int(raw)
-        return counts, None
-
-    def _counts_page(self, customer, charges, values):
-        now = utcnow()
-        return self.render("finance/refund_counts.html", customer=customer,
-                           charges=[(t, refunds.refund_state(t, now)) for t in charges],
-                           values=values, back_url=customer_transactions_url(customer.id))
-
     # ------------------------------------------------------------------ invoices
 
-    @expose("/invoice/<int:invoice_id>")
+    @expose(f"/invoice/<int(max={MAX_ROW_ID}):invoice_id>")
     def invoice(self, invoice_id: int):
         invoice = db.get_or_404(Invoice, invoice_id)
         return self.render("finance/invoice.html", invoice=invoice,
                            period=period_label(invoice))
 
-    @expose("/invoice/<int:invoice_id>.pdf")
+    @expose(f"/invoice/<int(max={MAX_ROW_ID}):invoice_id>.pdf")
     def invoice_pdf(self, invoice_id: int):
         invoice = db.get_or_404(Invoice, invoice_id)
         body = invoice_pdf(invoice, current_app.config.get("DISPLAY_LOCALE", "en_US"))
@@ -188,47 +238,150 @@ class BillingView(SecureBaseView):
             "Content-Disposition": f'attachment; filename="{invoice.number}.pdf"'})
 
 
+#: rows on one page of the report
+REPORT_PER_PAGE = 100
+#: the last page the report offers (the export has every row)
+MAX_REPORT_PAGE = 100_000
+
+KIND_CHOICES = [SelectChoice("", "All"), *(SelectChoice(k.value) for k in TransactionKind)]
+REASON_CHOICES = [SelectChoice("", "All"), *(SelectChoice(r.value, r.value.replace("_", " "))
+                                            for r in TransactionReason)]
+
+
+def _choose(label: str, what: str, choices=None) -> SelectField:
+    message = f"Choose a {what} from the list."
+    return SelectField(label, choices=choices or [], default="",
+                       invalid_choice_message=message, invalid_value_message=message)
+
+
+class ReportFilterForm(ConsoleForm):
+    """The report's filters, read from the query string (a GET form: it changes nothing).
+
+    Customers and resellers are offered by id (see :meth:`offer`); any other value, a
+    date outside 2000-01-01..2099-12-31 or a control character is a message on the form.
+    """
+
+    class Meta:
+        csrf = False
+
+    date_from = DayField("From", validators=[Optional()])
+    date_to = DayField("To", validators=[Optional()])
+    customer_id = _choose("Customer", "customer")
+    reseller_id = _choose("Reseller", "reseller")
+    kind = _choose("Kind", "kind", KIND_CHOICES)
+    reason = _choose("Reason", "reason", REASON_CHOICES)
+    page = WholeNumberField("Page", maximum=MAX_REPORT_PAGE)
+
+    def offer(self) -> ReportFilterForm:
+        """Offer every customer and reseller, by name."""
+        self.customer_id.choices = [SelectChoice("", "All"), *(
+            SelectChoice(str(ident), name) for ident, name in db.session.execute(
+                select(Customer.id, Customer.company_name).order_by(Customer.company_name)))]
+        self.reseller_id.choices = [SelectChoice("", "All"), *(
+            SelectChoice(str(ident), name) for ident, name in db.session.execute(
+                select(Reseller.id, Reseller.company_name).order_by(Reseller.company_name)))]
+        return self
+
+    def filters(self) -> reports.ReportFilters:
+        """The validated filters; raises the domain's refusal (e.g. start after end)."""
+        return reports.ReportFilters(
+            date_from=self.date_from.data, date_to=self.date_to.data,
+            customer_id=int(self.customer_id.data) if self.customer_id.data else None,
+            reseller_id=int(self.reseller_id.data) if self.reseller_id.data else None,
+            kind=TransactionKind(self.kind.data) if self.kind.data else None,
+            reason=TransactionReason(self.reason.data) if self.reason.data else None)
+
+
 class TransactionReportView(SecureBaseView):
     """Transactions filtered by dates, customer, reseller, kind and reason; CSV export."""
 
-    @expose("/")
-    def index(self):
+    def _read_filters(self) -> tuple[ReportFilterForm, reports.ReportFilters | None]:
+        """The form and its filters, or None (with the form's messages) when they are bad."""
+        form = ReportFilterForm(formdata=request.args).offer()
+        if not form.validate():
+            return form, None
         try:
-            filters = reports.ReportFilters.from_args(request.args)
+            return form, form.filters()
         except DomainError as exc:
             flash(str(exc), "error")
-            filters = reports.ReportFilters()
-        page = request.args.get("page", "0")
-        page = int(page) if page.isdigit() else 0
-        per_page = 100
-        rows = reports.report_page(filters, page=page, per_page=per_page + 1)
+            return form, None
+
+    def _page(self, form: ReportFilterForm, filters: reports.ReportFilters | None):
+        """The report page; with bad filters, the form and its messages only (400)."""
+        context = {"form": form, "filters": filters, "can_export": self.can(
+            Permission.REPORT_EXPORT)}
+        if filters is None:
+            return self.render("finance/report.html", **context, args={}, totals=[], rows=[],
+                               page=0, has_next=False), 400
+        page = form.page.data or 0
+        rows = reports.report_page(filters, page=page, per_page=REPORT_PER_PAGE + 1)
         return self.render(
-            "finance/report.html", filters=filters, args=filters.as_args(),
-            totals=reports.report_totals(filters), rows=rows[:per_page], page=page,
-            has_next=len(rows) > per_page, can_export=self.can(Permission.REPORT_EXPORT),
-            customers=db.session.execute(
-                select(Customer.id, Customer.company_name).order_by(Customer.company_name)
-            ).all(),
-            resellers=db.session.execute(
-                select(Reseller.id, Reseller.company_name).order_by(Reseller.company_name)
-            ).all(),
-            kinds=list(TransactionKind), reasons=list(TransactionReason),
-        )
+            "finance/report.html", **context, args=filters.as_args(),
+            totals=reports.report_totals(filters), rows=rows[:REPORT_PER_PAGE], page=page,
+            has_next=len(rows) > REPORT_PER_PAGE and page < MAX_REPORT_PAGE)
+
+    @expose("/")
+    def index(self):
+        return self._page(*self._read_filters())
 
     @expose("/export.csv")
     def export(self):
-        """Every matching row as CSV, streamed: rows are fetched in batches, never all."""
+        """Every matching row as CSV, streamed: rows are fetched in batches, never all.
+
+        Bad filters answer 400 with the report page and its messages, before any CSV."""
         self.require(Permission.REPORT_EXPORT)
-        try:
-            filters = reports.ReportFilters.from_args(request.args)
-        except DomainError as exc:
-            flash(str(exc), "error")
-            return redirect(url_for(".index"), code=303)
+        form, filters = self._read_filters()
+        if filters is None:
+            return self._page(form, None)
+        chunks = reports.stream_csv(filters)
         filename = f"transactions-{utcnow():%Y%m%d-%H%M%S}.csv"
-        return Response(stream_with_context(reports.stream_csv(filters)),
-                        mimetype="text/csv",
+        return Response(stream_with_context(chunks), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                  "X-Content-Type-Options": "nosniff"})
+
+
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+
+
+class MonthField(StringField):
+    """A month typed as YYYY-MM (a month input), in the years from EARLIEST_DATE to
+    LATEST_DATE; ``data`` is its first day."""
+
+    def process_formdata(self, valuelist):
+        if not valuelist:
+            return
+        text = valuelist[0].strip() if isinstance(valuelist[0], str) else ""
+        self.data = None
+        if not text:
+            return
+        match = _MONTH.fullmatch(text)
+        if not match or not 1 <= int(match.group(2)) <= 12:
+            raise ValueError("Enter the month as YYYY-MM, e.g. 2026-11.")
+        if not EARLIEST_DATE.year <= int(match.group(1)) <= LATEST_DATE.year:
+            raise ValueError(f"Enter a month from {EARLIEST_DATE:%Y-%m} to "
+                             f"{LATEST_DATE:%Y-%m}.")
+        self.data = date(int(match.group(1)), int(match.group(2)), 1)
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return self.raw_data[0]
+        return self.data.strftime("%Y-%m") if self.data else ""
+
+
+class MonthChoiceForm(ConsoleForm):
+    """Which month the page shows (a GET form: it changes nothing)."""
+
+    class Meta:
+        csrf = False
+
+    month = MonthField("Month", validators=[Optional()])
+
+
+class IssueInvoicesForm(ReviewForm):
+    """Issue a finished month's invoices, after reviewing them."""
+
+    month = MonthField("Month", widget=HiddenInput(),
+                       validators=[InputRequired(message="Choose a month.")])
 
 
 class MonthlyInvoicesView(SecureBaseView):
@@ -236,44 +389,66 @@ class MonthlyInvoicesView(SecureBaseView):
 
     @expose("/", methods=("GET", "POST"))
     def index(self):
-        source = request.form if request.method == "POST" else request.args
-        month = _parse_month(source.get("month")) or _previous_month()
         if request.method == "POST":
-            self.require(Permission.INVOICE_WRITE)
-            ok, issued = run_domain(
-                lambda: invoicing.issue_monthly_invoices(month=month, actor=_actor()))
-            if ok:
-                flash(f"Issued {len(issued)} invoice{'s' if len(issued) != 1 else ''} "
-                      f"for {month:%B %Y}.", "success")
-            return redirect(url_for(".index", month=month.strftime("%Y-%m")), code=303)
-        try:
-            pending = invoicing.pending_monthly_invoices(month=month)
-        except DomainError as exc:
-            flash(str(exc), "error")
-            pending = []
-        issued = db.session.scalars(
-            select(Invoice).where(Invoice.kind == InvoiceKind.MONTHLY,
-                                  Invoice.period_start == month)
-            .order_by(Invoice.number)
-        ).all()
-        return self.render("finance/monthly_invoices.html", month=month, pending=pending,
-                           issued=issued, can_issue=self.can(Permission.INVOICE_WRITE))
+            return self._issue()
+        choice = MonthChoiceForm(formdata=request.args)
+        if not choice.validate():
+            return self._page(None, choice), 400
+        return self._page(choice.month.data or _previous_month(), choice)
+
+    def _page(self, month: date | None, choice: MonthChoiceForm,
+              form: IssueInvoicesForm | None = None):
+        """The month's preview and issued invoices; only the month chooser without one."""
+        pending: list = []
+        issued: list = []
+        if month is not None:
+            try:
+                pending = invoicing.pending_monthly_invoices(month=month)
+            except DomainError as exc:
+                flash(str(exc), "error")
+            issued = list(db.session.scalars(
+                select(Invoice).where(Invoice.kind == InvoiceKind.MONTHLY,
+                                      Invoice.period_start == month)
+                .order_by(Invoice.number)
+            ))
+            if form is None:
+                form = IssueInvoicesForm(month=month)
+        return self.render("finance/monthly_invoices.html", month=month, choice=choice,
+                           form=form, pending=pending, issued=issued,
+                           can_issue=self.can(Permission.INVOICE_WRITE))
+
+    def _issue(self):
+        """Review, then Confirm, the issue of one finished month's invoices."""
+        self.require(Permission.INVOICE_WRITE)
+        form = IssueInvoicesForm()
+        if not form.validate_on_submit():
+            for field in form:
+                for error in field.errors:
+                    flash(error, "error")
+            return self._page(None, MonthChoiceForm(formdata=None)), 400
+        month = form.month.data
+        page_url = url_for(".index", month=f"{month:%Y-%m}")
+
+        def show_form():
+            return self._page(month, MonthChoiceForm(formdata=None, month=month), form)
+
+        def show_review(review, token):
+            return self.render("finance/monthly_invoices_review.html", review=review,
+                               form=form, token=token, back_url=page_url)
+
+        operation = Operation(
+            name="invoice.issue_monthly", target=f"month:{month:%Y-%m}",
+            review=lambda: invoicing.review_monthly_invoices(month=month),
+            apply=lambda review: invoicing.issue_monthly_invoices(
+                month=month, actor=_actor(), reviewed=review),
+            landing=lambda _issued: page_url,
+            done=lambda issued: (f"Issued {len(issued)} invoice"
+                                 f"{'s' if len(issued) != 1 else ''} for {month:%B %Y}."))
+        return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
 
 def _previous_month() -> date:
     return today().replace(day=1) - relativedelta(months=1)
-
-
-def _parse_month(value: str | None) -> date | None:
-    """``2026-11`` (or a full date) -> the month's first day; None when absent or bad."""
-    value = (value or "").strip()
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value[:7] + "-01")
-    except ValueError:
-        flash(f"'{value}' is not a month (YYYY-MM).", "error")
-        return None
 
 
 # --------------------------------------------------------------------------- lists

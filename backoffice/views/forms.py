@@ -133,3 +133,37 @@ class ReviewForm(ConsoleForm):
 
     step = HiddenField(default="review", validators=[AnyOf(("review", "confirm"))])
     review_token = HiddenField()
+
+
+#: the largest row id there is (id columns are 32-bit integers on PostgreSQL)
+MAX_ROW_ID = 2_147_483_647
+
+
+class RecordIdsField(Field):
+    """The ids of rows chosen on a page (checkboxes, or hidden inputs carried along).
+
+    Each id is typed in ASCII digits, from 1 to MAX_ROW_ID; at most ``max_entries``
+    different ids are taken. Anything else ("²", "①", a 5,000-digit number, "1 OR 1=1")
+    is a message on the field. ``data`` is the sorted list of ids; a page carries them
+    along as hidden inputs, one per id.
+    """
+
+    def __init__(self, label=None, validators=None, *, max_entries: int, **kwargs):
+        super().__init__(label, validators, **kwargs)
+        self.max_entries = max_entries
+
+    def process_formdata(self, valuelist):
+        ids = set()
+        for raw in valuelist:
+            text = raw.strip() if isinstance(raw, str) else ""
+            if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= MAX_ROW_ID:
+                self.data = []
+                raise ValueError("Choose the rows from the list on the page.")
+            ids.add(int(text))
+        if len(ids) > self.max_entries:
+            self.data = []
+            raise ValueError(f"Choose at most {self.max_entries:,} rows at once.")
+        self.data = sorted(ids)
+
+    def process_data(self, value):
+        self.data = sorted(set(value or ()))

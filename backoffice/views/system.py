@@ -8,11 +8,11 @@ from flask import abort, current_app, flash, redirect, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from markupsafe import Markup
-from sqlalchemy import select
-from wtforms import EmailField, SelectChoice, SelectField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import SQLAlchemyError
+from wtforms import EmailField, HiddenField, SelectChoice, SelectField, StringField
+from wtforms.validators import AnyOf, DataRequired, InputRequired, Length, Optional
 
 from .. import audit, staff
 from ..clock import utcnow
@@ -30,26 +30,54 @@ from ..models import (
 )
 from ..permissions import Permission
 from .base import DomainModelView, ReadOnlyModelView, SecureBaseView, run_domain
+from .forms import ConsoleForm, RecordIdsField
 
 CATEGORY = "System"
 
 ROLE_CHOICES = [SelectChoice(r.value, r.value.title()) for r in StaffRole]
 
 
-class StaffCreateForm(FlaskForm):
+#: the longest password a staff member may set (scrypt hashes any length; this bounds work)
+MAX_PASSWORD_LENGTH = 200
+
+#: the most staff accounts one action (deactivate, activate, reset password) takes
+MAX_SELECTED = 100
+
+ROLE_MESSAGE = "Choose one of the roles."
+
+
+class StaffCreateForm(ConsoleForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    role = SelectField("Role", choices=ROLE_CHOICES)
+    role = SelectField("Role", choices=ROLE_CHOICES,
+                       validators=[DataRequired(message=ROLE_MESSAGE)],
+                       invalid_choice_message=ROLE_MESSAGE)
     password = StringField(
-        "Password", validators=[Optional()],
+        "Password", validators=[Optional(), Length(max=MAX_PASSWORD_LENGTH)],
         description=f"At least {staff.MIN_PASSWORD_LENGTH} characters. Leave empty to "
                     "generate one; it is shown once.",
     )
 
 
-class StaffEditForm(FlaskForm):
+class StaffEditForm(ConsoleForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    role = SelectField("Role", choices=ROLE_CHOICES)
+    role = SelectField("Role", choices=ROLE_CHOICES,
+                       validators=[DataRequired(message=ROLE_MESSAGE)],
+                       invalid_choice_message=ROLE_MESSAGE)
+
+
+#: the list page's actions, by name
+STAFF_ACTIONS = ("deactivate", "activate", "reset_password")
+
+
+class StaffActionForm(ConsoleForm):
+    """The list page's action form (deactivate, activate, reset password): which action
+    and which accounts, every id parsed and bounded."""
+
+    action = HiddenField(validators=[AnyOf(STAFF_ACTIONS, message="Choose an action.")])
+    url = HiddenField(validators=[Optional(), Length(max=2000)])
+    rowid = RecordIdsField("Staff accounts", max_entries=MAX_SELECTED,
+                           validators=[InputRequired(message="Select at least one account.")])
 
 
 class StaffUserView(DomainModelView):
@@ -64,8 +92,12 @@ class StaffUserView(DomainModelView):
     column_filters = ("role", "active")
     column_default_sort = ("email", False)
 
+    form_base_class = ConsoleForm
     create_form_class = StaffCreateForm
     edit_form_class = StaffEditForm
+
+    def get_action_form(self):
+        return StaffActionForm
 
     def create_from_form(self, form):
         password = form.password.data or staff.generate_password()
@@ -83,10 +115,17 @@ class StaffUserView(DomainModelView):
     def is_action_allowed(self, name):
         return self._may_write() and super().is_action_allowed(name)
 
-    def _each_selected(self, ids, operation, message):
+    def _each_selected(self, _raw_ids, operation, message):
+        """Apply ``operation`` to each selected account, all in one unit of work.
+
+        Flask-Admin calls an action only once its form (StaffActionForm) validated; the ids
+        are that form's, parsed as whole numbers.
+        """
         self.require(Permission.STAFF_WRITE)
-        # row ids arrive as strings; PostgreSQL will not compare them with an integer column
-        ids = [int(i) for i in ids if str(i).isdigit()]
+        form = self.action_form()
+        if not form.validate():
+            abort(400)
+        ids = form.rowid.data
         users = db.session.scalars(select(StaffUser).where(StaffUser.id.in_(ids))).all()
 
         def apply():
@@ -194,6 +233,10 @@ def describe_counts(details: dict | None) -> str:
     return ", ".join(parts) or "nothing to report"
 
 
+class RunNowForm(ConsoleForm):
+    """The Jobs page's "Run now" button: nothing but the CSRF token."""
+
+
 class JobsView(SecureBaseView):
     """Each job's schedule, next run and last runs, with a "Run now" button."""
 
@@ -210,29 +253,53 @@ class JobsView(SecureBaseView):
             rows.append({"job": job, "next_run": next_run_time(job), "runs": runs})
         scheduler = current_app.extensions.get("backoffice_scheduler")
         return self.render("system/jobs.html", rows=rows, describe_counts=describe_counts,
-                           scheduler_here=scheduler is not None and scheduler.running)
+                           scheduler_here=scheduler is not None and scheduler.running,
+                           form=RunNowForm())
 
     @expose("/run/<job_name>", methods=("POST",))
     def run_now(self, job_name: str):
+        """Run a job now, under its lease, and record who asked for it.
+
+        The run commits (and a job body may roll back or clear the session) as it goes, so
+        nothing loaded before it is used after it: the staff member and the run are read
+        again by id.
+        """
         self.require(Permission.JOB_RUN)
-        name = job_name
-        job = registry().get(name)
+        job = registry().get(job_name)
         if job is None:
             abort(404)
-        run = run_job(name, trigger="manual")
-        if run is None:
-            flash(f"{job.title} is running in another process right now; its run appears "
-                  "here when it finishes.", "warning")
-            return redirect(url_for(".index"), 303)
-        audit.record(current_user, "job.run_now", run,
-                     {"job": name, "status": run.status.value, "details": run.details})
-        db.session.commit()
+        back = redirect(url_for(".index"), 303)
+        form = RunNowForm()
+        if not form.validate_on_submit():
+            flash("The page was out of date, so nothing was run. Press Run now again.",
+                  "warning")
+            return back
+        actor_id = current_user.id
+        try:
+            run = run_job(job.name, trigger="manual")
+            if run is None:
+                flash(f"{job.title} is running in another process right now; its run "
+                      "appears here when it finishes.", "warning")
+                return back
+            run_id: int = inspect(run).identity[0]
+            db.session.rollback()
+            run = db.session.get_one(JobRun, run_id)
+            audit.record(db.session.get_one(StaffUser, actor_id), "job.run_now", run,
+                         {"job": job.name, "status": run.status.value,
+                          "details": run.details})
+            db.session.commit()
+        except SQLAlchemyError:
+            db.session.rollback()
+            current_app.logger.exception("Run now of %s failed", job.name)
+            flash(f"{job.title} could not be run: the database was busy or unavailable. "
+                  "Nothing was recorded; try again in a moment.", "error")
+            return back
         if run.status == JobStatus.FAILED:
             first_line = (run.error or "").splitlines()[0] if run.error else "unknown error"
             flash(f"{job.title} failed: {first_line}", "error")
         else:
             flash(f"{job.title} finished: {describe_counts(run.details)}.", "success")
-        return redirect(url_for(".index"), 303)
+        return back
 
 
 def register(admin, db) -> None:

@@ -104,7 +104,7 @@ def test_support_sees_transactions_without_a_refund_button_and_cannot_post(appct
     crafted = page.request.post(
         f"/admin/billing/customer/{ids['customer']}/refund",
         form={"csrf_token": token, "transaction": str(ids["recent"]),
-              f"count-{ids['recent']}-DV": "1", "step": "confirm"})
+              f"count_{ids['recent']}_DV": "1", "step": "confirm"})
     assert crafted.status == 403
     with appctx():
         from backoffice.models import Transaction, TransactionKind
