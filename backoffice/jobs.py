@@ -303,16 +303,15 @@ def request_run(name: str, *, staff, trigger: str = "manual") -> JobRun:
 
 def run_job(name: str, *, trigger: str = "schedule",
             progress: Callable[[int, int], None] | None = None,
-            queued: JobRun | None = None) -> JobRun | None:
+            queued_id: int | None = None) -> JobRun | None:
     """Run a job once under its lease and record the run; None when another holder runs it.
 
-    ``queued`` is a run asked for earlier (Run now), which this run fulfils.
+    ``queued_id`` is a run asked for earlier (Run now), which this run fulfils.
     ``progress(done, total)`` is called as a job that reports progress works through items.
     """
     job = registry()[name]
     holder = holder_id()
     lease = job.lease or _seconds("JOB_LEASE_SECONDS", LEASE)
-    queued_id = queued.id if queued is not None else None
     if not acquire_lease(name, holder, lease):
         log.info("job %s is running elsewhere; skipped", name)
         return None
@@ -378,6 +377,11 @@ def runner_alive(*, now=None) -> bool:
                              .limit(1)) is not None
 
 
+def last_runner() -> JobRunner | None:
+    """The job runner seen most recently, if any ever was."""
+    return db.session.scalar(select(JobRunner).order_by(JobRunner.seen_at.desc()).limit(1))
+
+
 def runner_seen() -> None:
     """Record that this process's runner is alive (committed)."""
     holder, now = process_id(), utcnow()
@@ -409,12 +413,12 @@ def recover_abandoned() -> list[str]:
 def run_queued() -> int:
     """Run every queued run whose job is free, oldest first; how many ran."""
     done = 0
-    queued = db.session.scalars(select(JobRun).where(JobRun.status == JobStatus.QUEUED)
-                                .order_by(JobRun.id)).all()
+    queued = db.session.execute(select(JobRun.id, JobRun.job, JobRun.trigger).where(
+        JobRun.status == JobStatus.QUEUED).order_by(JobRun.id)).all()
     db.session.commit()
-    for run in queued:
-        if run.job in registry() and run_job(run.job, trigger=run.trigger,
-                                             queued=run) is not None:
+    for run_id, name, trigger in queued:
+        # A job body may roll back or clear the session: each queued run is read afresh.
+        if name in registry() and run_job(name, trigger=trigger, queued_id=run_id) is not None:
             done += 1
     return done
 

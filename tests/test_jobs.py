@@ -341,41 +341,6 @@ def test_jobs_page_lists_schedules_next_runs_and_recent_runs(client_as, appctx):
     assert page.count("Never run.") == len(jobs.registry())
 
 
-def test_run_now_runs_the_job_flashes_its_counts_and_is_audited(client_as, appctx):
-    with appctx():
-        factories.catalog("renewal")
-        factories.subscribed_on(factories.customer(), start=date(2025, 1, 1))
-        factories.subscribed_on(factories.customer("B"), start=date(2025, 1, 1),
-                                auto_renew=False)
-    with moment(2026, 1, 1, 10, 0):
-        client = client_as("admin")  # signed in at the moved time: sessions are timestamped
-        response = client.post("/admin/jobs/run/renewals")
-        assert response.status_code == 303
-        page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert ("Renew or expire ended subscriptions finished: renewed 1, expired 1, skipped 0, "
-            "failed 0, terms created 1.") in page
-    assert "(manual)" in page
-    with appctx():
-        run = db.session.scalar(select(JobRun))
-        assert (run.trigger, run.status, run.details["renewed"]) == (
-            "manual", JobStatus.SUCCEEDED, 1)
-        event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "job.run_now"))
-        assert event.actor_label == "admin@staff.test" and event.details["job"] == "renewals"
-        assert db.session.scalar(select(Subscription.end_date).where(
-            Subscription.auto_renew.is_(True))) == date(2027, 1, 1)
-
-
-def test_run_now_unknown_job_is_404_and_busy_job_is_refused(client_as, appctx):
-    client = client_as("admin")
-    assert client.post("/admin/jobs/run/nope").status_code == 404
-    with appctx():
-        jobs.acquire_lease("outbox", "elsewhere:1:1", timedelta(minutes=5))
-    page = client.post("/admin/jobs/run/outbox", follow_redirects=True).get_data(as_text=True)
-    assert "running in another process right now" in page
-    with appctx():
-        assert db.session.scalar(select(func.count(JobRun.id))) == 0
-
-
 def test_dashboard_shows_failed_runs_and_failed_items(client_as, appctx):
     with appctx():
         db.session.add(JobRun(job="outbox", status=JobStatus.FAILED, error="OSError: no route\n"))
@@ -409,28 +374,63 @@ def test_cli_run_once_unknown_job_fails(app):
     assert result.exit_code == 1 and "No job named nope" in result.output
 
 
-def test_run_now_of_the_ledger_check_is_audited_and_flashed(client_as, appctx):
-    """The ledger check walks the audit chain (detaching what the session held); Run now
-    still records who ran it and says how it went."""
+def test_run_now_queues_the_run_returns_at_once_and_the_runner_runs_it(client_as, appctx):
     with appctx():
         factories.catalog("renewal")
-        factories.subscribed_on(factories.customer(), start=date(2026, 1, 1))
-    client = client_as("admin")
-    response = client.post("/admin/jobs/run/ledger_check")
-    assert response.status_code == 303
-    page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "Ledger and audit self-check finished:" in page
-    assert "anomalies 0" in page
+        factories.subscribed_on(factories.customer(), start=date(2025, 1, 1))
+        factories.subscribed_on(factories.customer("B"), start=date(2025, 1, 1),
+                                auto_renew=False)
+    with moment(2026, 1, 1, 10, 0):
+        client = client_as("admin")  # signed in at the moved time: sessions are timestamped
+        with appctx():
+            jobs.runner_seen()
+        response = client.post("/admin/jobs/run/renewals")
+        assert response.status_code == 303
+        page = client.get(response.headers["Location"]).get_data(as_text=True)
+        assert "is queued; the job runner starts it within seconds" in page
+        assert "waiting for the job runner" in page and 'http-equiv="refresh"' in page
+        with appctx():
+            run = db.session.scalar(select(JobRun))
+            assert (run.status, run.trigger, run.started_at) == (JobStatus.QUEUED, "manual",
+                                                                 None)
+            assert run.requested_by.email == "admin@staff.test"
+            event = db.session.scalar(select(AuditEvent).where(
+                AuditEvent.action == "job.run_now"))
+            assert event.actor_label == "admin@staff.test" and event.details["job"] == "renewals"
+            assert db.session.scalar(select(func.count(Subscription.id)).where(
+                Subscription.end_date == date(2027, 1, 1))) == 0  # nothing ran in the request
+            assert jobs.run_queued() == 1
+        page = client.get("/admin/jobs/").get_data(as_text=True)
+    assert "renewed 1, expired 1, skipped 0, failed 0, terms created 1" in page
+    assert 'http-equiv="refresh"' not in page
     with appctx():
         run = db.session.scalar(select(JobRun))
-        assert (run.trigger, run.status) == ("manual", JobStatus.SUCCEEDED)
-        event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "job.run_now"))
-        assert event is not None and event.actor_label == "admin@staff.test"
-        assert event.details["job"] == "ledger_check"
-        assert event.target_id == str(run.id)
+        assert (run.status, run.details["renewed"]) == (JobStatus.SUCCEEDED, 1)
+        assert db.session.scalar(select(Subscription.end_date).where(
+            Subscription.auto_renew.is_(True))) == date(2027, 1, 1)
 
 
-def test_run_now_of_a_failing_job_is_audited_and_says_why(client_as, appctx, monkeypatch):
+def test_run_now_twice_queues_one_run_and_unknown_jobs_are_404(client_as, appctx):
+    client = client_as("admin")
+    assert client.post("/admin/jobs/run/nope").status_code == 404
+    client.post("/admin/jobs/run/outbox")
+    again = client.post("/admin/jobs/run/outbox", follow_redirects=True).get_data(as_text=True)
+    assert "is already queued" in again
+    with appctx():
+        assert db.session.scalar(select(func.count(JobRun.id))) == 1
+        assert db.session.scalar(select(func.count(AuditEvent.id)).where(
+            AuditEvent.action == "job.run_now")) == 1
+
+
+def test_run_now_with_no_runner_alive_says_so(client_as, appctx):
+    client = client_as("admin")
+    page = client.post("/admin/jobs/run/outbox", follow_redirects=True).get_data(as_text=True)
+    assert "no job runner has been seen for 30 seconds" in page
+    assert 'data-testid="no-runner"' in page
+
+
+def test_a_queued_ledger_check_runs_and_a_queued_failing_job_says_why(client_as, appctx,
+                                                                     monkeypatch):
     def broken():
         db.session.expunge_all()  # what the ledger check's chain walk does, then it fails
         raise ValueError("disk full")
@@ -440,29 +440,17 @@ def test_run_now_of_a_failing_job_is_audited_and_says_why(client_as, appctx, mon
                                            real["outbox"].trigger, "every minute")}
     monkeypatch.setattr(jobs, "registry", lambda: registry)
     monkeypatch.setattr("backoffice.views.system.registry", lambda: registry)
-    client = client_as("admin")
-    response = client.post("/admin/jobs/run/outbox")
-    assert response.status_code == 303
-    page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "Send queued email failed: ValueError: disk full" in page
     with appctx():
-        run = db.session.scalar(select(JobRun))
-        assert run.status == JobStatus.FAILED
-        event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "job.run_now"))
-        assert event.details["status"] == "failed" and event.target_id == str(run.id)
-
-
-def test_run_now_when_the_database_refuses_is_a_message(client_as, appctx, monkeypatch):
-    from sqlalchemy.exc import OperationalError
-
-    def locked(*args, **kwargs):
-        raise OperationalError("UPDATE job_lock", {}, Exception("database is locked"))
-
-    monkeypatch.setattr("backoffice.views.system.run_job", locked)
+        factories.catalog("renewal")
+        factories.subscribed_on(factories.customer(), start=date(2026, 1, 1))
     client = client_as("admin")
-    response = client.post("/admin/jobs/run/renewals")
-    assert response.status_code == 303
-    page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "could not be run: the database was busy or unavailable" in page
+    for name in ("ledger_check", "outbox"):
+        assert client.post(f"/admin/jobs/run/{name}").status_code == 303
     with appctx():
-        assert db.session.scalar(select(func.count(AuditEvent.id))) == 0
+        assert jobs.run_queued() == 2
+    page = client.get("/admin/jobs/").get_data(as_text=True)
+    assert "anomalies 0" in page
+    assert "ValueError: disk full" in page
+    with appctx():
+        statuses = dict(db.session.execute(select(JobRun.job, JobRun.status)).all())
+        assert statuses == {"ledger_check": JobStatus.SUCCEEDED, "outbox": JobStatus.FAILED}

@@ -33,7 +33,12 @@ from sqlalchemy import func, select
 from backoffice.extensions import db
 from backoffice.models import JobRun, JobStatus, Transaction
 from tests.conftest import PASSWORD, make_staff
-from tests.test_renewals_concurrency import COUNT, FIRST_END, _bulk_due_subscriptions, _renewal_stats
+from tests.test_renewals_concurrency import (
+    COUNT,
+    FIRST_END,
+    _bulk_due_subscriptions,
+    _renewal_stats,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.commits]
 

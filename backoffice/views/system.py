@@ -9,15 +9,14 @@ from flask_admin import expose
 from flask_admin.actions import action
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy import inspect, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import select
 from wtforms import EmailField, HiddenField, SelectChoice, SelectField, StringField
 from wtforms.validators import AnyOf, DataRequired, InputRequired, Length, Optional
 
-from .. import audit, staff
+from .. import staff
 from ..clock import utcnow
 from ..extensions import db
-from ..jobs import Job, registry, run_job
+from ..jobs import RUNNER_SILENCE, Job, last_runner, registry, request_run, runner_alive
 from ..models import (
     AuditEvent,
     Counter,
@@ -29,7 +28,7 @@ from ..models import (
     StaffUser,
 )
 from ..permissions import Permission
-from .base import DomainModelView, ReadOnlyModelView, SecureBaseView, run_domain
+from .base import DomainModelView, ReadOnlyModelView, SecureBaseView, fmt_datetime, run_domain
 from .forms import ConsoleForm, RecordIdsField
 
 CATEGORY = "System"
@@ -248,22 +247,21 @@ class JobsView(SecureBaseView):
         for job in registry().values():
             runs = db.session.scalars(
                 select(JobRun).where(JobRun.job == job.name)
-                .order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(RECENT_RUNS)
+                .order_by(JobRun.id.desc()).limit(RECENT_RUNS)
             ).all()
             rows.append({"job": job, "next_run": next_run_time(job), "runs": runs})
         scheduler = current_app.extensions.get("backoffice_scheduler")
+        busy = any(run.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+                   for row in rows for run in row["runs"])
         return self.render("system/jobs.html", rows=rows, describe_counts=describe_counts,
                            scheduler_here=scheduler is not None and scheduler.running,
-                           form=RunNowForm())
+                           runner=last_runner(), runner_alive=runner_alive(),
+                           refresh=busy, form=RunNowForm(), now=utcnow())
 
     @expose("/run/<job_name>", methods=("POST",))
     def run_now(self, job_name: str):
-        """Run a job now, under its lease, and record who asked for it.
-
-        The run commits (and a job body may roll back or clear the session) as it goes, so
-        nothing loaded before it is used after it: the staff member and the run are read
-        again by id.
-        """
+        """Queue a run for the job runner and come straight back: the page shows it go
+        from queued to running to finished."""
         self.require(Permission.JOB_RUN)
         job = registry().get(job_name)
         if job is None:
@@ -271,34 +269,24 @@ class JobsView(SecureBaseView):
         back = redirect(url_for(".index"), 303)
         form = RunNowForm()
         if not form.validate_on_submit():
-            flash("The page was out of date, so nothing was run. Press Run now again.",
+            flash("The page was out of date, so nothing was queued. Press Run now again.",
                   "warning")
             return back
-        actor_id = current_user.id
-        try:
-            run = run_job(job.name, trigger="manual")
-            if run is None:
-                flash(f"{job.title} is running in another process right now; its run "
-                      "appears here when it finishes.", "warning")
-                return back
-            run_id: int = inspect(run).identity[0]
-            db.session.rollback()
-            run = db.session.get_one(JobRun, run_id)
-            audit.record(db.session.get_one(StaffUser, actor_id), "job.run_now", run,
-                         {"job": job.name, "status": run.status.value,
-                          "details": run.details})
-            db.session.commit()
-        except SQLAlchemyError:
-            db.session.rollback()
-            current_app.logger.exception("Run now of %s failed", job.name)
-            flash(f"{job.title} could not be run: the database was busy or unavailable. "
-                  "Nothing was recorded; try again in a moment.", "error")
+        waiting = db.session.scalar(select(JobRun).where(
+            JobRun.job == job.name, JobRun.status == JobStatus.QUEUED))
+        if waiting is not None:
+            flash(f"{job.title} is already queued (since "
+                  f"{fmt_datetime(waiting.requested_at)}); it runs once.", "info")
             return back
-        if run.status == JobStatus.FAILED:
-            first_line = (run.error or "").splitlines()[0] if run.error else "unknown error"
-            flash(f"{job.title} failed: {first_line}", "error")
+        request_run(job.name, staff=current_user)
+        db.session.commit()
+        if runner_alive():
+            flash(f"{job.title} is queued; the job runner starts it within seconds.",
+                  "success")
         else:
-            flash(f"{job.title} finished: {describe_counts(run.details)}.", "success")
+            flash(f"{job.title} is queued, but no job runner has been seen for "
+                  f"{int(RUNNER_SILENCE.total_seconds())} seconds: it starts when one runs "
+                  "(flask --app app jobs run).", "warning")
         return back
 
 
