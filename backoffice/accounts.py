@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from . import audit
 from .clock import utcnow
@@ -43,6 +44,18 @@ BILLING_REQUIRED = {"name": "name", "address1": "address", "city": "city",
 BILLING_OPTIONAL = ("company", "address2", "state", "vat_number", "email")
 
 ACME_DIRECTORY_URL = "https://acme.sectigo.example/v2/{code}"
+
+#: the largest amount one staff credit adjustment may add or remove, in minor units
+#: (100,000.00 in a two-decimal currency; the same number of minor units in every currency)
+MAX_CREDIT_ADJUSTMENT = 10_000_000
+#: the longest memo a ledger entry keeps (``credit_entry.memo``)
+MAX_MEMO_LENGTH = 500
+#: the longest organization name (``organization.name``, ``corporate_request.organization_name``)
+MAX_ORGANIZATION_NAME = 200
+#: the longest reason for an unlink or a rejection
+MAX_REASON_LENGTH = 500
+#: the most secondary emails one corporate request may list
+MAX_SECONDARY_EMAILS = 100
 
 
 def _require(actor, permission: Permission, doing: str) -> None:
@@ -231,18 +244,67 @@ def _orders_of(members) -> list[Order]:
 # --------------------------------------------------------------------------- corporate accounts
 
 
+def _organization_name(raw: str) -> str:
+    name = (raw or "").strip()
+    if not name:
+        raise InvalidInput("Give the organization a name.")
+    if len(name) > MAX_ORGANIZATION_NAME:
+        raise InvalidInput(f"The organization name must be at most {MAX_ORGANIZATION_NAME} "
+                           "characters.")
+    return name
+
+
+def _reason(raw: str, doing: str) -> str:
+    reason = (raw or "").strip()
+    if not reason:
+        raise InvalidInput(f"{doing} needs a reason.")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"The reason must be at most {MAX_REASON_LENGTH} characters.")
+    return reason
+
+
+def _check_upgrade(profile: Profile) -> None:
+    if profile.organization_id is not None:
+        raise Conflict(f"{profile.email} already belongs to {_organization_of(profile).name}.")
+
+
+def _own_orders(profile: Profile) -> int:
+    return len(_orders_of(select(Profile.id).where(Profile.id == profile.id)))
+
+
+@dataclass(frozen=True)
+class UpgradeReview:
+    """What upgrading a profile to corporate does (see :func:`review_upgrade`)."""
+
+    profile: Profile
+    #: the new organization's name, as it will be saved
+    organization_name: str
+    #: the profile's own orders: they stay exactly as they are
+    own_orders: int
+    #: organizations already called this (any case), so staff can spot a duplicate
+    same_name: tuple[Organization, ...]
+
+
+def review_upgrade(profile: Profile, *, organization_name: str) -> UpgradeReview:
+    """What :func:`upgrade_to_corporate` would do; raises its refusal. Writes nothing."""
+    name = _organization_name(organization_name)
+    _check_upgrade(profile)
+    same_name = tuple(db.session.scalars(
+        select(Organization).where(func.lower(Organization.name) == name.lower())
+        .order_by(Organization.id)))
+    return UpgradeReview(profile=profile, organization_name=name,
+                         own_orders=_own_orders(profile), same_name=same_name)
+
+
 def upgrade_to_corporate(profile: Profile, *, organization_name: str, actor) -> Organization:
     """Turn an individual profile into the main contact of a new organization.
 
     Its orders and history stay exactly as they were.
     """
     _require(actor, Permission.CORPORATE_WRITE, "set up corporate accounts")
-    name = (organization_name or "").strip()
-    if not name:
-        raise InvalidInput("Give the organization a name.")
+    name = _organization_name(organization_name)
     profile = lock(Profile, profile.id, "Profile")
-    if profile.organization_id is not None:
-        raise Conflict(f"{profile.email} already belongs to {_organization_of(profile).name}.")
+    _check_upgrade(profile)
     organization = Organization(name=name, created_at=utcnow())
     db.session.add(organization)
     db.session.flush()
@@ -255,11 +317,7 @@ def upgrade_to_corporate(profile: Profile, *, organization_name: str, actor) -> 
     return organization
 
 
-def link_profile(organization: Organization, profile: Profile, *, actor) -> None:
-    """Add a profile to an organization as a secondary user; it keeps its own login."""
-    _require(actor, Permission.CORPORATE_WRITE, "link profiles to organizations")
-    organization = lock(Organization, organization.id, "Organization")
-    profile = lock(Profile, profile.id, "Profile")
+def _check_link(organization: Organization, profile: Profile) -> None:
     if profile.organization_id == organization.id:
         raise Conflict(f"{profile.email} is already linked to {organization.name}.")
     if profile.org_role == OrgRole.MAIN:
@@ -268,6 +326,40 @@ def link_profile(organization: Organization, profile: Profile, *, actor) -> None
     if profile.organization_id is not None:
         raise Conflict(f"{profile.email} already belongs to {_organization_of(profile).name}; "
                        "an admin must unlink it first.")
+
+
+@dataclass(frozen=True)
+class LinkReview:
+    """What linking a profile to an organization does (see :func:`review_link`)."""
+
+    organization: Organization
+    profile: Profile
+    #: the organization's main contact, if it has one
+    main_contact: Profile | None
+    #: its users now; one more after the link
+    members: int
+    #: the orders the profile sees now (its own) and once linked (the organization's)
+    orders_now: int
+    orders_after: int
+
+
+def review_link(organization: Organization, profile: Profile) -> LinkReview:
+    """What :func:`link_profile` would do; raises its refusal. Writes nothing."""
+    _check_link(organization, profile)
+    members = select(Profile.id).where(
+        or_(Profile.organization_id == organization.id, Profile.id == profile.id))
+    return LinkReview(organization=organization, profile=profile,
+                      main_contact=organization.main_contact,
+                      members=len(organization.members), orders_now=_own_orders(profile),
+                      orders_after=len(_orders_of(members)))
+
+
+def link_profile(organization: Organization, profile: Profile, *, actor) -> None:
+    """Add a profile to an organization as a secondary user; it keeps its own login."""
+    _require(actor, Permission.CORPORATE_WRITE, "link profiles to organizations")
+    organization = lock(Organization, organization.id, "Organization")
+    profile = lock(Profile, profile.id, "Profile")
+    _check_link(organization, profile)
     profile.organization_id = organization.id
     profile.org_role = OrgRole.SECONDARY
     profile.linked_at = utcnow()
@@ -277,19 +369,42 @@ def link_profile(organization: Organization, profile: Profile, *, actor) -> None
                   "email": profile.email})
 
 
-def unlink_profile(profile: Profile, *, reason: str, actor) -> None:
-    """Take a secondary user out of its organization (admins, with a reason)."""
-    _require(actor, Permission.PROFILE_UNLINK, "unlink profiles")
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidInput("Unlinking needs a reason.")
-    profile = lock(Profile, profile.id, "Profile")
+def _check_unlink(profile: Profile) -> Organization:
     if profile.organization_id is None:
         raise Conflict(f"{profile.email} is not linked to any organization.")
     if profile.org_role == OrgRole.MAIN:
         raise Conflict(f"{profile.email} is the main contact of {_organization_of(profile).name}; "
                        "the main contact cannot be unlinked.")
-    organization = _organization_of(profile)
+    return _organization_of(profile)
+
+
+@dataclass(frozen=True)
+class UnlinkReview:
+    """What unlinking a secondary user does (see :func:`review_unlink`)."""
+
+    profile: Profile
+    organization: Organization
+    reason: str
+    #: the orders the profile sees now (the organization's) and after (its own)
+    orders_now: int
+    orders_after: int
+
+
+def review_unlink(profile: Profile, *, reason: str) -> UnlinkReview:
+    """What :func:`unlink_profile` would do; raises its refusal. Writes nothing."""
+    reason = _reason(reason, "Unlinking")
+    organization = _check_unlink(profile)
+    return UnlinkReview(profile=profile, organization=organization, reason=reason,
+                        orders_now=len(organization_orders(organization)),
+                        orders_after=_own_orders(profile))
+
+
+def unlink_profile(profile: Profile, *, reason: str, actor) -> None:
+    """Take a secondary user out of its organization (admins, with a reason)."""
+    _require(actor, Permission.PROFILE_UNLINK, "unlink profiles")
+    reason = _reason(reason, "Unlinking")
+    profile = lock(Profile, profile.id, "Profile")
+    organization = _check_unlink(profile)
     profile.organization_id = None
     profile.org_role = None
     profile.linked_at = None
@@ -312,15 +427,19 @@ def submit_corporate_request(
     name = (organization_name or "").strip()
     if not name:
         raise InvalidInput("The request needs an organization name.")
-    if len(name) > 200:
-        raise InvalidInput("The organization name must be at most 200 characters.")
+    if len(name) > MAX_ORGANIZATION_NAME:
+        raise InvalidInput(f"The organization name must be at most {MAX_ORGANIZATION_NAME} "
+                           "characters.")
     main = normalize_email(main_contact_email)
+    listed = [raw for raw in secondary_emails or [] if raw and raw.strip()]
+    if len(listed) > MAX_SECONDARY_EMAILS:
+        raise InvalidInput(f"A request can list at most {MAX_SECONDARY_EMAILS} secondary "
+                           f"emails; this one lists {len(listed)}.")
     secondaries: list[str] = []
-    for raw in secondary_emails or []:
-        if raw and raw.strip():
-            email = normalize_email(raw)
-            if email != main and email not in secondaries:
-                secondaries.append(email)
+    for raw in listed:
+        email = normalize_email(raw)
+        if email != main and email not in secondaries:
+            secondaries.append(email)
     request = CorporateRequest(organization_name=name, main_contact_email=main,
                                secondary_emails=secondaries, status=RequestStatus.OPEN,
                                created_at=utcnow())
@@ -345,6 +464,70 @@ def request_matches(request: CorporateRequest) -> dict:
             "unknown": [e for e in emails if e not in profiles]}
 
 
+@dataclass(frozen=True)
+class RequestCompletionQuote:
+    """What completing a corporate request does (see
+    :func:`quote_corporate_request_completion`)."""
+
+    request: CorporateRequest
+    #: the main contact's profile
+    main: Profile
+    #: the organization the main contact already leads, or None when one is created
+    organization: Organization | None
+    #: the organization's name: the existing one's, or the requested name
+    organization_name: str
+    #: secondary emails whose profiles are linked
+    link: tuple[str, ...]
+    #: secondary emails whose profiles are already users of that organization
+    already_linked: tuple[str, ...]
+    #: secondary emails with no profile: reported, never linked or invented
+    unknown: tuple[str, ...]
+
+
+def _completion_plan(request: CorporateRequest, matches: dict) -> RequestCompletionQuote:
+    """Every check of completing ``request``, on the profiles ``matches`` found."""
+    if request.status != RequestStatus.OPEN:
+        raise Conflict(f"Request #{request.id} is already {request.status.value}.")
+    profiles = matches["profiles"]
+    main = profiles.get(request.main_contact_email)
+    if main is None:
+        raise NotFound(f"No profile has the main contact email {request.main_contact_email}; "
+                       "ask the customer to sign up first, or reject the request.")
+    if main.organization_id is not None and main.org_role != OrgRole.MAIN:
+        raise Conflict(f"Cannot complete: the main contact {main.email} is a secondary user "
+                       f"of {_organization_of(main).name}.")
+    target_id = main.organization_id
+    conflicts = [
+        f"{p.email} already belongs to {_organization_of(p).name}"
+        for p in profiles.values()
+        if p is not main and p.organization_id is not None and p.organization_id != target_id
+    ]
+    if conflicts:
+        raise Conflict("Cannot complete: " + "; ".join(conflicts) + ".")
+    organization = main.organization if target_id is not None else None
+    link: list[str] = []
+    already: list[str] = []
+    for email in request.secondary_emails:
+        profile = profiles.get(email)
+        if profile is None:
+            continue
+        (already if target_id is not None and profile.organization_id == target_id
+         else link).append(email)
+    return RequestCompletionQuote(
+        request=request, main=main, organization=organization,
+        organization_name=(organization.name if organization is not None
+                           else request.organization_name),
+        link=tuple(link), already_linked=tuple(already),
+        unknown=tuple(e for e in matches["unknown"] if e != request.main_contact_email))
+
+
+def quote_corporate_request_completion(request: CorporateRequest) -> RequestCompletionQuote:
+    """What :func:`complete_corporate_request` would do; raises its refusal (request not
+    open, no profile for the main contact, a profile in another organization). Writes
+    nothing."""
+    return _completion_plan(request, request_matches(request))
+
+
 def complete_corporate_request(request: CorporateRequest, *, actor) -> Organization:
     """Set up the organization a request asks for and link every listed profile that exists.
 
@@ -357,40 +540,19 @@ def complete_corporate_request(request: CorporateRequest, *, actor) -> Organizat
     if request.status != RequestStatus.OPEN:
         raise Conflict(f"Request #{request.id} is already {request.status.value}.")
     matches = request_matches(request)
-    main = matches["profiles"].get(request.main_contact_email)
-    if main is None:
-        raise NotFound(f"No profile has the main contact email {request.main_contact_email}; "
-                       "ask the customer to sign up first, or reject the request.")
-    # Lock every profile up front, in id order, before any change.
+    # Lock every profile up front, in id order, before any check or change.
     for profile in sorted(matches["profiles"].values(), key=lambda p: p.id):
         lock(Profile, profile.id, "Profile")
-    if main.organization_id is not None and main.org_role != OrgRole.MAIN:
-        raise Conflict(f"Cannot complete: the main contact {main.email} is a secondary user "
-                       f"of {main.organization.name}.")
-    target_id = main.organization_id
-    conflicts = [
-        f"{p.email} already belongs to {p.organization.name}"
-        for p in matches["profiles"].values()
-        if p is not main and p.organization_id is not None and p.organization_id != target_id
-    ]
-    if conflicts:
-        raise Conflict("Cannot complete: " + "; ".join(conflicts) + ".")
-    if main.organization_id is not None:
-        organization = main.organization  # the main contact already leads an organization
+    plan = _completion_plan(request, matches)
+    main = plan.main
+    if plan.organization is not None:
+        organization = plan.organization  # the main contact already leads an organization
     else:
         organization = upgrade_to_corporate(main, organization_name=request.organization_name,
                                             actor=actor)
-    linked, already = [], []
-    for email in request.secondary_emails:
-        profile = matches["profiles"].get(email)
-        if profile is None:
-            continue
-        if profile.organization_id == organization.id:
-            already.append(email)
-        else:
-            link_profile(organization, profile, actor=actor)
-            linked.append(email)
-    unknown = [e for e in matches["unknown"] if e != request.main_contact_email]
+    for email in plan.link:
+        link_profile(organization, matches["profiles"][email], actor=actor)
+    linked, already, unknown = list(plan.link), list(plan.already_linked), list(plan.unknown)
     request.status = RequestStatus.COMPLETED
     request.organization_id = organization.id
     request.processed_by_id = actor.id if actor is not None else None
@@ -419,9 +581,7 @@ def complete_corporate_request(request: CorporateRequest, *, actor) -> Organizat
 def reject_corporate_request(request: CorporateRequest, *, reason: str, actor) -> None:
     """Close a request without linking anything; the reason is kept."""
     _require(actor, Permission.CORPORATE_WRITE, "reject corporate requests")
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidInput("Rejecting a request needs a reason.")
+    reason = _reason(reason, "Rejecting a request")
     request = lock(CorporateRequest, request.id, "Corporate request")
     if request.status != RequestStatus.OPEN:
         raise Conflict(f"Request #{request.id} is already {request.status.value}.")
@@ -436,22 +596,84 @@ def reject_corporate_request(request: CorporateRequest, *, reason: str, actor) -
 # --------------------------------------------------------------------------- prepaid credit
 
 
-def add_credit(profile: Profile, amount: int, *, memo: str, actor) -> CreditEntry:
-    """Add (positive) or remove (negative) prepaid credit; never below zero.
+@dataclass(frozen=True)
+class CreditAdjustmentQuote:
+    """What a staff credit adjustment does (see :func:`quote_credit_adjustment`)."""
 
-    With an actor this is a staff adjustment (finance, admins) and needs a memo; without,
-    a storefront top-up. The credit is the profile's own, also inside an organization.
-    """
-    _require(actor, Permission.CREDIT_ADJUST, "adjust prepaid credit")
+    profile: Profile
+    currency: str
+    #: signed minor units: positive adds, negative removes
+    amount: int
+    balance_before: int
+    balance_after: int
+    memo: str
+
+
+def _below_zero(profile: Profile, taking: int) -> Conflict:
+    return Conflict(
+        f"{profile.email} has only {format_money(profile.credit_balance, profile.currency)}"
+        f" of credit; taking {format_money(taking, profile.currency)} would leave it "
+        "below zero.")
+
+
+def _adjustment_amount(amount: int, currency: str) -> int:
     if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
         raise InvalidInput("The amount must be a non-zero whole number of minor units.")
-    memo = (memo or "").strip()
-    if actor is not None and not memo:
+    if abs(amount) > MAX_CREDIT_ADJUSTMENT:
+        raise InvalidInput(f"One credit adjustment can add or remove at most "
+                           f"{format_money(MAX_CREDIT_ADJUSTMENT, currency)}.")
+    return amount
+
+
+def _memo(raw: str, *, required: bool) -> str:
+    memo = (raw or "").strip()
+    if required and not memo:
         raise InvalidInput("A credit adjustment needs a memo saying why.")
-    if len(memo) > 500:
-        raise InvalidInput("The memo must be at most 500 characters.")
+    if len(memo) > MAX_MEMO_LENGTH:
+        raise InvalidInput(f"The memo must be at most {MAX_MEMO_LENGTH} characters.")
+    return memo
+
+
+def quote_credit_adjustment(profile: Profile, amount: int, *, memo: str) -> CreditAdjustmentQuote:
+    """What a staff adjustment of ``amount`` (signed minor units) would do to the balance.
+
+    Refuses what :func:`add_credit` refuses for staff: no memo, a zero amount, more than
+    MAX_CREDIT_ADJUSTMENT either way, a balance going below zero. Writes nothing.
+    """
+    amount = _adjustment_amount(amount, profile.currency)
+    memo = _memo(memo, required=True)
+    if profile.credit_balance + amount < 0:
+        raise _below_zero(profile, -amount)
+    return CreditAdjustmentQuote(profile=profile, currency=profile.currency, amount=amount,
+                                 balance_before=profile.credit_balance,
+                                 balance_after=profile.credit_balance + amount, memo=memo)
+
+
+def add_credit(profile: Profile, amount: int, *, memo: str, actor,
+               expected_balance: int | None = None) -> CreditEntry:
+    """Add (positive) or remove (negative) prepaid credit; never below zero.
+
+    With an actor this is a staff adjustment (finance, admins): it needs a memo and moves
+    at most MAX_CREDIT_ADJUSTMENT either way. Without, a storefront top-up. The credit is
+    the profile's own, also inside an organization. ``expected_balance`` (the balance a
+    review showed) refuses the adjustment when the balance is no longer that.
+    """
+    _require(actor, Permission.CREDIT_ADJUST, "adjust prepaid credit")
+    if actor is not None:
+        amount = _adjustment_amount(amount, profile.currency)
+    elif isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+        raise InvalidInput("The amount must be a non-zero whole number of minor units.")
+    memo = _memo(memo, required=actor is not None)
     if actor is None and amount < 0:
         raise InvalidInput("Only staff adjustments can remove credit.")
+    if expected_balance is not None:
+        locked = lock(Profile, profile.id, "Profile")
+        if locked.credit_balance != expected_balance:
+            raise Conflict(
+                f"The credit of {locked.email} is now "
+                f"{format_money(locked.credit_balance, locked.currency)}, not the "
+                f"{format_money(expected_balance, locked.currency)} reviewed; nothing was "
+                "changed. Review the adjustment again.")
     kind = CreditKind.ADJUSTMENT if actor is not None else CreditKind.TOP_UP
     entry = _post_credit(profile, amount, kind, actor=actor, memo=memo)
     audit.record(actor, f"credit.{kind.value}", entry.profile,
@@ -471,10 +693,7 @@ def _post_credit(profile: Profile, amount: int, kind: CreditKind, *, actor, memo
     profile = lock(Profile, profile.id, "Profile")
     new_balance = profile.credit_balance + amount
     if new_balance < 0:
-        raise Conflict(
-            f"{profile.email} has only {format_money(profile.credit_balance, profile.currency)}"
-            f" of credit; taking {format_money(-amount, profile.currency)} would leave it "
-            "below zero.")
+        raise _below_zero(profile, -amount)
     profile.credit_balance = new_balance
     entry = CreditEntry(profile_id=profile.id, amount=amount, balance_after=new_balance,
                         kind=kind, order_id=order.id if order else None,
@@ -500,6 +719,31 @@ def check_legacy_transfer(account: LegacyAccount, profile: Profile) -> None:
         raise Conflict(f"Legacy account {account.legacy_number} holds {account.currency} but "
                        f"{profile.email} uses {profile.currency}; choose a {account.currency} "
                        "profile.")
+
+
+@dataclass(frozen=True)
+class LegacyTransferQuote:
+    """What moving a legacy balance does (see :func:`quote_legacy_transfer`)."""
+
+    account: LegacyAccount
+    profile: Profile
+    legacy_number: str
+    currency: str
+    #: the whole legacy balance, which moves
+    amount: int
+    profile_balance_before: int
+    profile_balance_after: int
+
+
+def quote_legacy_transfer(account: LegacyAccount, profile: Profile) -> LegacyTransferQuote:
+    """What :func:`transfer_legacy_credit` would move; raises its refusal
+    (:func:`check_legacy_transfer`). Writes nothing."""
+    check_legacy_transfer(account, profile)
+    return LegacyTransferQuote(
+        account=account, profile=profile, legacy_number=account.legacy_number,
+        currency=account.currency, amount=account.credit_balance,
+        profile_balance_before=profile.credit_balance,
+        profile_balance_after=profile.credit_balance + account.credit_balance)
 
 
 def transfer_legacy_credit(legacy_account: LegacyAccount, profile: Profile, *,

@@ -425,3 +425,155 @@ def test_submit_request_refuses_bad_input(shop):
                                           main_contact_email="a@b.example.com",
                                           secondary_emails=["not-an-email"])
     assert count(CorporateRequest) == 0
+
+
+# --------------------------------------------------------------------------- reviews and quotes
+
+
+def test_credit_adjustment_quote_runs_every_check_and_writes_nothing(shop):
+    ann = accounts.create_profile(email="ann@example.com", name="Ann")
+    accounts.add_credit(ann, 1000, memo="", actor=None)
+    events = audit_count()
+    quote = accounts.quote_credit_adjustment(ann, -400, memo=" correction ")
+    assert (quote.amount, quote.balance_before, quote.balance_after, quote.memo,
+            quote.currency) == (-400, 1000, 600, "correction", "USD")
+    with pytest.raises(InvalidInput, match="memo"):
+        accounts.quote_credit_adjustment(ann, 100, memo="  ")
+    with pytest.raises(InvalidInput, match="non-zero"):
+        accounts.quote_credit_adjustment(ann, 0, memo="x")
+    with pytest.raises(Conflict, match=r"has only \$10.00 of credit; taking \$10.01"):
+        accounts.quote_credit_adjustment(ann, -1001, memo="x")
+    with pytest.raises(InvalidInput, match=r"at most \$100,000.00"):
+        accounts.quote_credit_adjustment(ann, accounts.MAX_CREDIT_ADJUSTMENT + 1, memo="x")
+    with pytest.raises(InvalidInput, match="at most 500 characters"):
+        accounts.quote_credit_adjustment(ann, 100, memo="x" * 501)
+    assert accounts.quote_credit_adjustment(
+        ann, accounts.MAX_CREDIT_ADJUSTMENT, memo="x").balance_after == 10_001_000
+    assert ann.credit_balance == 1000 and count(CreditEntry) == 1 and audit_count() == events
+
+
+def test_staff_adjustments_are_bounded_and_can_require_the_reviewed_balance(shop):
+    finance = make_staff("finance")
+    ann = accounts.create_profile(email="ann@example.com", name="Ann")
+    for amount in (accounts.MAX_CREDIT_ADJUSTMENT + 1, -accounts.MAX_CREDIT_ADJUSTMENT - 1):
+        with pytest.raises(InvalidInput, match="at most"):
+            accounts.add_credit(ann, amount, memo="big", actor=finance)
+    # A storefront top-up is not a staff adjustment and has no such bound.
+    accounts.add_credit(ann, accounts.MAX_CREDIT_ADJUSTMENT + 1, memo="", actor=None)
+    shop.commit()
+    with pytest.raises(Conflict, match=r"is now \$100,000.01, not the \$0.00 reviewed"):
+        accounts.add_credit(ann, 100, memo="x", actor=finance, expected_balance=0)
+    shop.rollback()
+    assert count(CreditEntry) == 1
+    entry = accounts.add_credit(ann, -1, memo="x", actor=finance,
+                                expected_balance=accounts.MAX_CREDIT_ADJUSTMENT + 1)
+    assert entry.balance_after == accounts.MAX_CREDIT_ADJUSTMENT == ledger_sum(ann)
+
+
+def test_legacy_transfer_quote_says_what_moves_and_refuses_as_the_transfer_does(shop):
+    support = make_staff("support")
+    ann = accounts.create_profile(email="ann@example.com", name="Ann")
+    euro = accounts.create_profile(email="eu@example.com", name="Eu", currency="EUR")
+    accounts.add_credit(ann, 100, memo="", actor=None)
+    account = legacy("ann@legacy.test", 4800)
+    quote = accounts.quote_legacy_transfer(account, ann)
+    assert (quote.amount, quote.currency, quote.legacy_number, quote.profile_balance_before,
+            quote.profile_balance_after) == (4800, "USD", "L-100001", 100, 4900)
+    with pytest.raises(Conflict, match="holds USD but eu@example.com uses EUR"):
+        accounts.quote_legacy_transfer(account, euro)
+    assert count(CreditEntry) == 1 and account.transferred_at is None
+    accounts.transfer_legacy_credit(account, ann, actor=support)
+    with pytest.raises(Conflict, match="already moved to ann@example.com.*only once"):
+        accounts.quote_legacy_transfer(account, ann)
+
+
+def test_completion_quote_is_what_completing_does(shop):
+    main = accounts.create_profile(email="it@acme.example.com", name="IT")
+    accounts.create_profile(email="acc@acme.example.com", name="Acc")
+    request = accounts.submit_corporate_request(
+        organization_name="ACME", main_contact_email="it@acme.example.com",
+        secondary_emails=["acc@acme.example.com", "new@acme.example.com"])
+    quote = accounts.quote_corporate_request_completion(request)
+    assert (quote.main, quote.organization, quote.organization_name) == (main, None, "ACME")
+    assert (quote.link, quote.already_linked, quote.unknown) == (
+        ("acc@acme.example.com",), (), ("new@acme.example.com",))
+    assert count(Organization) == 0
+    # When the main contact already leads an organization, that one is used.
+    organization = accounts.upgrade_to_corporate(main, organization_name="ACME Group",
+                                                 actor=None)
+    accounts.link_profile(organization, profile_by_email("acc@acme.example.com"), actor=None)
+    quote = accounts.quote_corporate_request_completion(request)
+    assert (quote.organization, quote.organization_name) == (organization, "ACME Group")
+    assert (quote.link, quote.already_linked) == ((), ("acc@acme.example.com",))
+    assert accounts.complete_corporate_request(request, actor=None) == organization
+    with pytest.raises(Conflict, match="already completed"):
+        accounts.quote_corporate_request_completion(request)
+
+
+def test_completion_quote_refuses_what_completing_refuses(shop):
+    nobody = accounts.submit_corporate_request(
+        organization_name="ACME", main_contact_email="nobody@acme.example.com",
+        secondary_emails=[])
+    with pytest.raises(NotFound, match="sign up first"):
+        accounts.quote_corporate_request_completion(nobody)
+    lead = accounts.create_profile(email="lead@other.example.com", name="Lead")
+    main = accounts.create_profile(email="it@acme.example.com", name="IT")
+    other = accounts.upgrade_to_corporate(lead, organization_name="Other", actor=None)
+    accounts.link_profile(other, main, actor=None)
+    secondary = accounts.submit_corporate_request(
+        organization_name="ACME", main_contact_email="it@acme.example.com",
+        secondary_emails=[])
+    with pytest.raises(Conflict, match="is a secondary user of Other"):
+        accounts.quote_corporate_request_completion(secondary)
+
+
+def test_upgrade_link_and_unlink_reviews_say_what_changes_and_refuse_as_the_verbs_do(shop):
+    ann = accounts.create_profile(email="ann@example.com", name="Ann")
+    bob = accounts.create_profile(email="bob@example.com", name="Bob")
+    order_for(ann)
+    order_for(bob)
+    review = accounts.review_upgrade(ann, organization_name="  ACME  ")
+    assert (review.organization_name, review.own_orders, review.same_name) == ("ACME", 1, ())
+    for name, message in (("", "a name"), ("A" * 201, "at most 200")):
+        with pytest.raises(InvalidInput, match=message):
+            accounts.review_upgrade(ann, organization_name=name)
+    organization = accounts.upgrade_to_corporate(ann, organization_name="ACME", actor=None)
+    assert accounts.review_upgrade(bob, organization_name="acme").same_name == (organization,)
+    with pytest.raises(Conflict, match="already belongs to ACME"):
+        accounts.review_upgrade(ann, organization_name="Other")
+
+    link = accounts.review_link(organization, bob)
+    assert (link.main_contact, link.members, link.orders_now, link.orders_after) == (
+        ann, 1, 1, 2)
+    lead = accounts.create_profile(email="lead@other.example.com", name="Lead")
+    accounts.upgrade_to_corporate(lead, organization_name="Other", actor=None)
+    with pytest.raises(Conflict, match="main contact of Other and cannot join"):
+        accounts.review_link(organization, lead)
+    accounts.link_profile(organization, bob, actor=None)
+    with pytest.raises(Conflict, match="already linked"):
+        accounts.review_link(organization, bob)
+
+    unlink = accounts.review_unlink(bob, reason=" left ")
+    assert (unlink.organization, unlink.reason, unlink.orders_now, unlink.orders_after) == (
+        organization, "left", 2, 1)
+    for reason, message in (("", "needs a reason"), ("x" * 501, "at most 500")):
+        with pytest.raises(InvalidInput, match=message):
+            accounts.review_unlink(bob, reason=reason)
+    with pytest.raises(Conflict, match="main contact cannot be unlinked"):
+        accounts.review_unlink(ann, reason="x")
+    assert count(Organization) == 2 and bob.organization_id == organization.id
+
+
+def test_requests_list_a_bounded_number_of_secondary_emails_and_reasons_are_bounded(shop):
+    too_many = [f"u{i}@acme.example.com" for i in range(accounts.MAX_SECONDARY_EMAILS + 1)]
+    with pytest.raises(InvalidInput, match="at most 100 secondary emails; this one lists 101"):
+        accounts.submit_corporate_request(organization_name="ACME",
+                                          main_contact_email="it@acme.example.com",
+                                          secondary_emails=too_many)
+    request = accounts.submit_corporate_request(
+        organization_name="ACME", main_contact_email="it@acme.example.com",
+        secondary_emails=too_many[:-1])
+    assert len(request.secondary_emails) == accounts.MAX_SECONDARY_EMAILS
+    with pytest.raises(InvalidInput, match="at most 500 characters"):
+        accounts.reject_corporate_request(request, reason="x" * 501, actor=None)
+    assert request.status == RequestStatus.OPEN

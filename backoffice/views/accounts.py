@@ -1,20 +1,26 @@
 """Accounts menu: storefront profiles, organizations, requests, legacy credit, orders.
 
 Lists and details are read-only; every change is a custom page behind its own
-permission that calls one domain verb of :mod:`backoffice.accounts`. Money operations
-show a review first and apply only on Confirm.
+permission that calls one domain verb of :mod:`backoffice.accounts`. Every change of
+credit or of an account's structure (credit adjustments, legacy transfers, completing a
+request, upgrade, link, unlink) shows the domain's review first and applies only on
+Confirm, through the one mechanism of :mod:`.review`. Entering and rejecting a request
+are plain forms.
 """
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, request
+from flask import current_app, flash, redirect, request
 from flask_admin import expose
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
+from wtforms import EmailField, RadioField, SelectChoice, StringField, TextAreaField
+from wtforms.validators import DataRequired, Email, InputRequired, Length, ValidationError
+from wtforms.widgets import HiddenInput
 
 from .. import accounts
-from ..errors import DomainError, InvalidInput
+from ..errors import DomainError
 from ..extensions import db
 from ..models import (
     CorporateRequest,
@@ -27,8 +33,8 @@ from ..models import (
     Profile,
     RequestStatus,
 )
-from ..money import to_minor
 from ..permissions import Permission
+from ..validation import normalize_email
 from .base import (
     ReadOnlyModelView,
     fmt_datetime,
@@ -39,10 +45,26 @@ from .base import (
     money_column,
     run_domain,
 )
+from .forms import (
+    ConsoleForm,
+    MoneyField,
+    ReviewForm,
+    WholeNumberField,
+    has_control_characters,
+)
+from .review import Operation, review_confirm
 
 CATEGORY = "Accounts"
 #: how many rows a search on an operation page offers at most
 SEARCH_LIMIT = 20
+#: the longest search text (an email address, ``profile.email``)
+MAX_SEARCH = 254
+#: the longest value any query-string parameter of these pages may have
+MAX_ARG = 2000
+#: the largest row id a form or a query string may name (the id columns are INTEGER)
+MAX_ROW_ID = 2_147_483_647
+#: the largest list page number a query string may ask for
+MAX_PAGE = 1_000_000
 
 
 def _like(text: str) -> str:
@@ -56,10 +78,167 @@ def tracking_url(ca_reference: str) -> str:
     return current_app.config["TRACKING_URL_TEMPLATE"].format(ref=ca_reference)
 
 
+def _search_text(raw: str | None, default: str = "") -> str:
+    """The ``q`` of a search on an operation page, stripped; "" (with a flash) when it
+    cannot be searched for."""
+    if raw is None:
+        return default
+    text = raw.strip()
+    if has_control_characters(text):
+        flash("Remove the control characters (such as NUL) from the search.", "error")
+        return ""
+    if len(text) > MAX_SEARCH:
+        flash(f"Search for at most {MAX_SEARCH} characters.", "error")
+        return ""
+    return text
+
+
+def _query_args_problem(view_name: str) -> str | None:
+    """Why the query string cannot be used, or None. Checked before Flask-Admin or a page
+    reads it, so a NUL byte, a huge value or an id out of range never reaches the
+    database."""
+    for key, values in request.args.lists():
+        for value in (key, *values):
+            if has_control_characters(value):
+                return "Remove the control characters (such as NUL) from the address."
+            if len(value) > MAX_ARG:
+                return f"A search or filter can be at most {MAX_ARG} characters."
+    page = request.args.get("page")
+    if page is not None and not (page.isascii() and page.isdigit()
+                                 and int(page) <= MAX_PAGE):
+        return "There is no such page."
+    if view_name == "details_view" and not _is_row_id(request.args.get("id")):
+        return "Record does not exist."
+    return None
+
+
+def _is_row_id(raw: str | None) -> bool:
+    return (raw is not None and raw.isascii() and raw.isdigit() and len(raw) <= 10
+            and 1 <= int(raw) <= MAX_ROW_ID)
+
+
+class AccountsModelView(ReadOnlyModelView):
+    """A read-only view of the Accounts menu whose query strings are checked first."""
+
+    def _handle_view(self, name, **kwargs):
+        response = super()._handle_view(name, **kwargs)
+        if response is not None:
+            return response
+        problem = _query_args_problem(name)
+        if problem is None:
+            return None
+        flash(problem, "error")
+        if name == "details_view":
+            return redirect(self.get_url(".index_view"), code=303)
+        return redirect(request.path, code=303)
+
+
+# --------------------------------------------------------------------------- forms
+
+
+DIRECTION_CHOICES = [SelectChoice("add", "Add credit"), SelectChoice("remove", "Remove credit")]
+
+
+class CreditForm(ReviewForm):
+    """A staff credit adjustment: add or remove an amount, with a memo."""
+
+    direction = RadioField("Direction", choices=DIRECTION_CHOICES, default="add",
+                           validators=[InputRequired(
+                               message="Choose whether to add or remove credit.")],
+                           invalid_choice_message="Choose whether to add or remove credit.")
+    amount = MoneyField("Amount", maximum=accounts.MAX_CREDIT_ADJUSTMENT)
+    memo = StringField("Memo (why)", validators=[
+        DataRequired(message="A credit adjustment needs a memo saying why."),
+        Length(max=accounts.MAX_MEMO_LENGTH)])
+
+    def signed_amount(self) -> int:
+        """The amount in minor units: negative when removing."""
+        return self.amount.data if self.direction.data == "add" else -self.amount.data
+
+
+class UpgradeForm(ReviewForm):
+    organization_name = StringField("Organization name", validators=[
+        DataRequired(message="Give the organization a name."),
+        Length(max=accounts.MAX_ORGANIZATION_NAME)])
+
+
+class LinkForm(ReviewForm):
+    """The organization chosen from the search results."""
+
+    organization_id = WholeNumberField("Organization", minimum=1, maximum=MAX_ROW_ID,
+                                       blank=None, widget=HiddenInput())
+
+
+class UnlinkForm(ReviewForm):
+    reason = TextAreaField("Reason (kept in the audit log)", validators=[
+        DataRequired(message="Unlinking needs a reason."),
+        Length(max=accounts.MAX_REASON_LENGTH)])
+
+
+def _email_lines(_form, field) -> None:
+    """One valid email address per line (blank lines ignored), at most
+    MAX_SECONDARY_EMAILS of them."""
+    lines = [(number, line.strip()) for number, line in
+             enumerate((field.data or "").splitlines(), start=1) if line.strip()]
+    if len(lines) > accounts.MAX_SECONDARY_EMAILS:
+        raise ValidationError(f"List at most {accounts.MAX_SECONDARY_EMAILS} secondary emails; "
+                              f"there are {len(lines)}.")
+    problems = []
+    for number, line in lines:
+        if len(line) > 254:
+            problems.append(f"line {number} is longer than an email address can be")
+            continue
+        try:
+            normalize_email(line)
+        except DomainError:
+            problems.append(f"line {number}, '{line}', is not a valid email address")
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ValidationError("Check the secondary emails: " + "; ".join(problems[:5])
+                              + more + ".")
+
+
+class RequestForm(ConsoleForm):
+    """A corporate request as a customer sends it."""
+
+    organization_name = StringField("Organization name", validators=[
+        DataRequired(message="The request needs an organization name."),
+        Length(max=accounts.MAX_ORGANIZATION_NAME)])
+    main_contact_email = EmailField("Main contact email", validators=[
+        DataRequired(message="The request needs the main contact's email."),
+        Length(max=254), Email(message="Enter a valid email address, e.g. it@acme.example.com.")])
+    secondary_emails = TextAreaField(
+        "Secondary emails (one per line)",
+        validators=[Length(max=accounts.MAX_SECONDARY_EMAILS * 256), _email_lines],
+        description=f"At most {accounts.MAX_SECONDARY_EMAILS}; the main contact and "
+                    "duplicates are left out.")
+
+    def secondary_list(self) -> list[str]:
+        return [line for line in (self.secondary_emails.data or "").splitlines()
+                if line.strip()]
+
+
+class RejectForm(ConsoleForm):
+    reason = TextAreaField("Reason", validators=[
+        DataRequired(message="Rejecting a request needs a reason."),
+        Length(max=accounts.MAX_REASON_LENGTH)])
+
+
+class CompleteForm(ReviewForm):
+    """Completing a request takes no inputs: the review is of the request as it is."""
+
+
+class LegacyTransferForm(ReviewForm):
+    """The profile chosen from the search results."""
+
+    profile_id = WholeNumberField("Profile", minimum=1, maximum=MAX_ROW_ID, blank=None,
+                                  widget=HiddenInput())
+
+
 # --------------------------------------------------------------------------- profiles
 
 
-class ProfileView(ReadOnlyModelView):
+class ProfileView(AccountsModelView):
     column_list = ("id", "email", "name", "currency", "organization", "org_role",
                    "credit_balance", "created_at")
     column_details_list = ("id", "email", "name", "currency", "organization", "org_role",
@@ -83,111 +262,163 @@ class ProfileView(ReadOnlyModelView):
             select(CreditEntry).where(CreditEntry.profile_id == profile.id)
             .order_by(CreditEntry.id.desc())))
 
-    def _back(self, profile_id: int):
-        return redirect(self.get_url(".details_view", id=profile_id), code=303)
+    def render(self, template, **kwargs):
+        if template == self.details_template and "model" in kwargs:
+            kwargs["upgrade_form"] = UpgradeForm(formdata=None)
+        return super().render(template, **kwargs)
 
-    @expose("/upgrade/<int:profile_id>/", methods=("POST",))
+    def _details_url(self, profile_id: int) -> str:
+        return self.get_url(".details_view", id=profile_id)
+
+    @expose("/upgrade/<int:profile_id>/", methods=("GET", "POST"))
     def upgrade_view(self, profile_id):
-        """Make an individual profile the main contact of a new organization."""
+        """Make an individual profile the main contact of a new organization: name,
+        review, Confirm."""
         self.require(Permission.CORPORATE_WRITE)
         profile = db.get_or_404(Profile, profile_id)
-        name = request.form.get("organization_name", "")
-        run_domain(lambda: accounts.upgrade_to_corporate(profile, organization_name=name,
-                                                         actor=current_user),
-                   f"{profile.email} is now the main contact of {name.strip()}.")
-        return self._back(profile_id)
+        form = UpgradeForm()
+        details_url = self._details_url(profile_id)
+
+        def show_form():
+            return self.render("accounts/profile_upgrade.html", profile=profile, form=form,
+                               cancel_url=details_url)
+
+        if not form.validate_on_submit():
+            return show_form()
+        name = form.organization_name.data
+        operation = Operation(
+            name="organization.upgrade", target=f"profile:{profile.id}",
+            review=lambda: accounts.review_upgrade(profile, organization_name=name),
+            apply=lambda review: accounts.upgrade_to_corporate(
+                profile, organization_name=review.organization_name, actor=current_user),
+            landing=lambda _organization: details_url,
+            done=lambda organization: f"{profile.email} is now the main contact of "
+                                      f"{organization.name}.")
+
+        def show_review(review, token):
+            return self.render("accounts/profile_upgrade_review.html", review=review,
+                               form=form, token=token, back_url=details_url)
+
+        return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
     @expose("/link/<int:profile_id>/", methods=("GET", "POST"))
     def link_view(self, profile_id):
-        """Search organizations by name, then link the profile as a secondary user."""
+        """Search organizations by name, review the link, Confirm: the profile becomes a
+        secondary user."""
         self.require(Permission.CORPORATE_WRITE)
         profile = db.get_or_404(Profile, profile_id)
-        if request.method == "POST":
-            raw = request.form.get("organization_id", "")
-            organization = db.session.get(Organization, int(raw)) if raw.isdigit() else None
-            if organization is None:
+        form = LinkForm()
+        details_url = self._details_url(profile_id)
+        query = _search_text(request.args.get("q"))
+
+        def show_form():
+            results = []
+            if query:
+                results = list(db.session.scalars(
+                    select(Organization)
+                    .where(Organization.name.ilike(_like(query), escape="\\"))
+                    .order_by(Organization.name, Organization.id).limit(SEARCH_LIMIT)))
+            return self.render("accounts/profile_link.html", profile=profile, query=query,
+                               results=results, form=form, cancel_url=details_url)
+
+        if not form.validate_on_submit():
+            if form.is_submitted():
                 flash("Choose an organization from the search results.", "error")
-                return redirect(self.get_url(".link_view", profile_id=profile_id), code=303)
-            ok, _ = run_domain(
-                lambda: accounts.link_profile(organization, profile, actor=current_user),
-                f"{profile.email} is linked to {organization.name}.")
-            if ok:
-                return self._back(profile_id)
-            return redirect(self.get_url(".link_view", profile_id=profile_id,
-                                         q=organization.name), code=303)
-        query = (request.args.get("q") or "").strip()
-        results = []
-        if query:
-            results = list(db.session.scalars(
-                select(Organization).where(Organization.name.ilike(_like(query), escape="\\"))
-                .order_by(Organization.name, Organization.id).limit(SEARCH_LIMIT)))
-        return self.render("accounts/profile_link.html", profile=profile, query=query,
-                           results=results)
+            return show_form()
+        organization = db.session.get(Organization, form.organization_id.data)
+        if organization is None:
+            flash("That organization no longer exists; search again.", "error")
+            return show_form()
+        operation = Operation(
+            name="organization.link", target=f"profile:{profile.id}",
+            review=lambda: accounts.review_link(organization, profile),
+            apply=lambda _review: accounts.link_profile(organization, profile,
+                                                        actor=current_user),
+            landing=lambda _result: details_url,
+            done=f"{profile.email} is linked to {organization.name}.")
+
+        def show_review(review, token):
+            return self.render("accounts/profile_link_review.html", review=review, form=form,
+                               token=token, back_url=self.get_url(
+                                   ".link_view", profile_id=profile_id, q=query or None))
+
+        return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
     @expose("/unlink/<int:profile_id>/", methods=("GET", "POST"))
     def unlink_view(self, profile_id):
-        """Take a secondary user out of its organization (admins, with a reason)."""
+        """Take a secondary user out of its organization (admins, with a reason): reason,
+        review, Confirm."""
         self.require(Permission.PROFILE_UNLINK)
         profile = db.get_or_404(Profile, profile_id)
-        if request.method == "POST":
-            organization = profile.organization
-            ok, _ = run_domain(
-                lambda: accounts.unlink_profile(profile, reason=request.form.get("reason"),
-                                                actor=current_user),
-                f"{profile.email} is no longer linked to "
-                f"{organization.name if organization else 'an organization'}.")
-            if ok:
-                return self._back(profile_id)
-        return self.render("accounts/profile_unlink.html", profile=profile,
-                           reason=request.form.get("reason", ""))
+        form = UnlinkForm()
+        details_url = self._details_url(profile_id)
+
+        def show_form():
+            return self.render("accounts/profile_unlink.html", profile=profile, form=form,
+                               cancel_url=details_url)
+
+        if not form.validate_on_submit():
+            return show_form()
+        reason = form.reason.data
+        operation = Operation(
+            name="organization.unlink", target=f"profile:{profile.id}",
+            review=lambda: accounts.review_unlink(profile, reason=reason),
+            apply=lambda review: _unlinked(profile, review),
+            landing=lambda _review: details_url,
+            done=lambda review: f"{profile.email} is no longer linked to "
+                                f"{review.organization.name}.")
+
+        def show_review(review, token):
+            return self.render("accounts/profile_unlink_review.html", review=review,
+                               form=form, token=token, back_url=details_url)
+
+        return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
     @expose("/credit/<int:profile_id>/", methods=("GET", "POST"))
     def credit_view(self, profile_id):
         """Add or remove credit with a memo: form, review, then Confirm (finance, admins)."""
         self.require(Permission.CREDIT_ADJUST)
         profile = db.get_or_404(Profile, profile_id)
-        form = {"direction": request.form.get("direction", "add"),
-                "amount": request.form.get("amount", ""),
-                "memo": request.form.get("memo", "")}
-        if request.method == "GET":
-            return self.render("accounts/credit_adjust.html", profile=profile, form=form)
-        try:
-            amount = self._signed_amount(profile, form)
-            if not form["memo"].strip():
-                raise InvalidInput("A credit adjustment needs a memo saying why.")
-            if profile.credit_balance + amount < 0:
-                balance = fmt_money(profile.credit_balance, profile.currency)
-                raise InvalidInput(
-                    f"{profile.email} has only {balance} of credit; removing "
-                    f"{fmt_money(-amount, profile.currency)} would leave it below zero.")
-        except DomainError as exc:
-            flash(str(exc), "error")
-            return self.render("accounts/credit_adjust.html", profile=profile, form=form), 400
-        if request.form.get("step") != "confirm":
-            return self.render("accounts/credit_review.html", profile=profile, form=form,
-                               amount=amount, new_balance=profile.credit_balance + amount)
-        ok, _ = run_domain(
-            lambda: accounts.add_credit(profile, amount, memo=form["memo"], actor=current_user),
-            f"{'Added' if amount > 0 else 'Removed'} {fmt_money(abs(amount), profile.currency)} "
-            f"{'to' if amount > 0 else 'from'} the credit of {profile.email}.")
-        if ok:
-            return self._back(profile_id)
-        return self.render("accounts/credit_adjust.html", profile=profile, form=form), 409
+        form = CreditForm()
+        form.amount.currency = profile.currency
+        details_url = self._details_url(profile_id)
 
-    @staticmethod
-    def _signed_amount(profile: Profile, form: dict) -> int:
-        if form["direction"] not in ("add", "remove"):
-            raise InvalidInput("Choose whether to add or remove credit.")
-        amount = to_minor(form["amount"], profile.currency)
-        if amount <= 0:
-            raise InvalidInput("Enter an amount greater than zero, e.g. 12.50.")
-        return amount if form["direction"] == "add" else -amount
+        def show_form():
+            return self.render("accounts/credit_adjust.html", profile=profile, form=form,
+                               cancel_url=details_url)
+
+        if not form.validate_on_submit():
+            return show_form()
+        amount, memo = form.signed_amount(), form.memo.data
+        operation = Operation(
+            name="credit.adjust", target=f"profile:{profile.id}",
+            review=lambda: accounts.quote_credit_adjustment(profile, amount, memo=memo),
+            apply=lambda quote: accounts.add_credit(
+                profile, quote.amount, memo=quote.memo, actor=current_user,
+                expected_balance=quote.balance_before),
+            landing=lambda _entry: details_url,
+            done=lambda entry: (
+                f"{'Added' if entry.amount > 0 else 'Removed'} "
+                f"{fmt_money(abs(entry.amount), profile.currency)} "
+                f"{'to' if entry.amount > 0 else 'from'} the credit of {profile.email}; "
+                f"the balance is now {fmt_money(entry.balance_after, profile.currency)}."))
+
+        def show_review(quote, token):
+            return self.render("accounts/credit_review.html", quote=quote, form=form,
+                               token=token, back_url=details_url)
+
+        return review_confirm(operation, form, show_form=show_form, show_review=show_review)
+
+
+def _unlinked(profile: Profile, review: accounts.UnlinkReview) -> accounts.UnlinkReview:
+    accounts.unlink_profile(profile, reason=review.reason, actor=current_user)
+    return review
 
 
 # --------------------------------------------------------------------------- organizations
 
 
-class OrganizationView(ReadOnlyModelView):
+class OrganizationView(AccountsModelView):
     column_list = ("id", "name", "main_contact", "created_at")
     column_details_list = ("id", "name", "main_contact", "members", "financial_terms",
                            "created_at")
@@ -207,7 +438,7 @@ class OrganizationView(ReadOnlyModelView):
 # --------------------------------------------------------------------------- corporate requests
 
 
-class CorporateRequestView(ReadOnlyModelView):
+class CorporateRequestView(AccountsModelView):
     """The queue of open requests (oldest first); ``?all=1`` shows every request."""
 
     column_list = ("id", "organization_name", "main_contact_email", "secondary_emails",
@@ -242,62 +473,88 @@ class CorporateRequestView(ReadOnlyModelView):
     def matches(self, corporate_request: CorporateRequest) -> dict:
         return accounts.request_matches(corporate_request)
 
-    def _back(self, request_id: int):
-        return redirect(self.get_url(".details_view", id=request_id), code=303)
+    def render(self, template, **kwargs):
+        if template == self.details_template and "model" in kwargs:
+            kwargs.setdefault("reject_form", RejectForm(formdata=None))
+        return super().render(template, **kwargs)
+
+    def _details_url(self, request_id: int) -> str:
+        return self.get_url(".details_view", id=request_id)
 
     @expose("/enter/", methods=("GET", "POST"))
     def enter_view(self):
         """Enter a customer's request: organization, main contact, secondary emails."""
         self.require(Permission.CORPORATE_WRITE)
-        form = {name: request.form.get(name, "") for name in
-                ("organization_name", "main_contact_email", "secondary_emails")}
-        if request.method == "POST":
+        form = RequestForm()
+        if form.validate_on_submit():
             ok, created = run_domain(
                 lambda: accounts.submit_corporate_request(
-                    organization_name=form["organization_name"],
-                    main_contact_email=form["main_contact_email"],
-                    secondary_emails=form["secondary_emails"].splitlines(),
-                    actor=current_user),
+                    organization_name=form.organization_name.data,
+                    main_contact_email=form.main_contact_email.data,
+                    secondary_emails=form.secondary_list(), actor=current_user),
                 "The request is in the queue.")
             if ok:
-                return self._back(created.id)
-            return self.render("accounts/request_enter.html", form=form), 400
-        return self.render("accounts/request_enter.html", form=form)
+                return redirect(self._details_url(created.id), code=303)
+        return self.render("accounts/request_enter.html", form=form,
+                           cancel_url=self.get_url(".index_view"))
 
     @expose("/complete/<int:request_id>/", methods=("GET", "POST"))
     def complete_view(self, request_id):
-        """Show what completing will do; on Confirm link every matching profile."""
+        """The review of what completing will do (this page), then Confirm."""
         self.require(Permission.CORPORATE_WRITE)
         corporate_request = db.get_or_404(CorporateRequest, request_id)
-        if request.method == "GET":
-            if corporate_request.status != RequestStatus.OPEN:
-                flash(f"Request #{request_id} is already {corporate_request.status.value}.",
-                      "error")
-                return redirect(self.get_url(".details_view", id=request_id))
-            return self.render("accounts/request_complete.html", req=corporate_request,
-                               matches=accounts.request_matches(corporate_request))
-        ok, organization = run_domain(
-            lambda: accounts.complete_corporate_request(corporate_request, actor=current_user))
-        if ok:
-            unknown = [e for e in accounts.request_matches(corporate_request)["unknown"]
-                       if e != corporate_request.main_contact_email]
-            flash(f"Request #{request_id} is completed: {organization.name} has "
-                  f"{len(organization.members)} users. A confirmation email to "
-                  f"{corporate_request.main_contact_email} is queued.", "success")
-            if unknown:
-                flash("No profile for these emails; they were not linked: "
-                      f"{', '.join(unknown)}.", "warning")
-        return self._back(request_id)
+        form = CompleteForm()
+        details_url = self._details_url(request_id)
 
-    @expose("/reject/<int:request_id>/", methods=("POST",))
+        def show_form():
+            # The request's page says why (the flash) and what can be done instead.
+            return redirect(details_url, code=303)
+
+        if request.method == "POST" and not form.validate_on_submit():
+            flash("Nothing was applied: this page had expired. Check the review and "
+                  "confirm again.", "warning")
+            return redirect(self.get_url(".complete_view", request_id=request_id), code=303)
+        operation = Operation(
+            name="corporate_request.complete", target=f"corporate_request:{request_id}",
+            review=lambda: accounts.quote_corporate_request_completion(corporate_request),
+            apply=lambda quote: (accounts.complete_corporate_request(
+                corporate_request, actor=current_user), quote),
+            landing=lambda _result: details_url,
+            done=lambda result: _completed(corporate_request, *result))
+
+        def show_review(quote, token):
+            return self.render("accounts/request_complete.html", req=corporate_request,
+                               quote=quote, matches=accounts.request_matches(corporate_request),
+                               form=form, token=token, back_url=details_url)
+
+        # The GET is the review: completing takes no inputs.
+        return review_confirm(operation, form, show_form=show_form, show_review=show_review)
+
+    @expose("/reject/<int:request_id>/", methods=("GET", "POST"))
     def reject_view(self, request_id):
         """Reject a request with a reason."""
         self.require(Permission.CORPORATE_WRITE)
         corporate_request = db.get_or_404(CorporateRequest, request_id)
-        run_domain(lambda: accounts.reject_corporate_request(
-            corporate_request, reason=request.form.get("reason"), actor=current_user),
-            f"Request #{request_id} is rejected.")
-        return self._back(request_id)
+        form = RejectForm()
+        if form.validate_on_submit():
+            ok, _ = run_domain(lambda: accounts.reject_corporate_request(
+                corporate_request, reason=form.reason.data, actor=current_user),
+                f"Request #{request_id} is rejected.")
+            if ok:
+                return redirect(self._details_url(request_id), code=303)
+        return self.render("accounts/request_reject.html", req=corporate_request, form=form,
+                           cancel_url=self._details_url(request_id))
+
+
+def _completed(corporate_request: CorporateRequest, organization: Organization,
+               quote: accounts.RequestCompletionQuote) -> str:
+    """The success message of a completion; the emails left out are flashed as a warning."""
+    if quote.unknown:
+        flash("No profile for these emails; they were not linked: "
+              f"{', '.join(quote.unknown)}.", "warning")
+    return (f"Request #{corporate_request.id} is completed: {organization.name} has "
+            f"{len(organization.members)} users. A confirmation email to "
+            f"{corporate_request.main_contact_email} is queued.")
 
 
 # --------------------------------------------------------------------------- legacy credit
@@ -313,7 +570,7 @@ def _transfer_state(_view, _context, model: LegacyAccount, _name) -> Markup | st
         fmt_datetime(model.transferred_at))
 
 
-class LegacyAccountView(ReadOnlyModelView):
+class LegacyAccountView(AccountsModelView):
     column_list = ("id", "legacy_number", "email", "name", "currency", "credit_balance",
                    "transfer_state", "transferred_by")
     column_details_list = ("id", "legacy_number", "email", "name", "currency",
@@ -331,66 +588,62 @@ class LegacyAccountView(ReadOnlyModelView):
     column_labels = {"legacy_number": "Legacy account", "transfer_state": "Transfer"}
     details_template = "accounts/legacy_details.html"
 
-    @expose("/transfer/<int:account_id>/", methods=("GET",))
+    @expose("/transfer/<int:account_id>/", methods=("GET", "POST"))
     def transfer_view(self, account_id):
-        """Pick the regular-platform profile that receives the balance (search by email)."""
+        """Find the regular-platform profile by email, review what moves, Confirm (once)."""
         self.require(Permission.LEGACY_CREDIT_WRITE)
         account = db.get_or_404(LegacyAccount, account_id)
-        if account.transferred_at is not None:
+        details_url = self.get_url(".details_view", id=account_id)
+        form = LegacyTransferForm()
+        query = _search_text(request.args.get("q"), default=account.email)
+
+        def show_form():
+            if account.transferred_at is not None:
+                return redirect(details_url, code=303)
+            results = []
+            if query:
+                results = list(db.session.scalars(
+                    select(Profile).where(Profile.email.ilike(_like(query), escape="\\"))
+                    .order_by(Profile.email).limit(SEARCH_LIMIT)))
+            return self.render("accounts/legacy_transfer.html", account=account, query=query,
+                               results=results, form=form, cancel_url=details_url)
+
+        if request.method == "GET" and account.transferred_at is not None:
             try:
                 accounts.check_legacy_transfer(account, account.transferred_to)
             except DomainError as exc:
                 flash(str(exc), "error")
-            return redirect(self.get_url(".details_view", id=account_id))
-        query = request.args.get("q")
-        query = account.email if query is None else query.strip()
-        results = []
-        if query:
-            results = list(db.session.scalars(
-                select(Profile).where(Profile.email.ilike(_like(query), escape="\\"))
-                .order_by(Profile.email).limit(SEARCH_LIMIT)))
-        return self.render("accounts/legacy_transfer.html", account=account, query=query,
-                           results=results)
-
-    @expose("/transfer/<int:account_id>/review/", methods=("GET",))
-    def transfer_review_view(self, account_id):
-        """What will move, from where to whom; Confirm applies it."""
-        self.require(Permission.LEGACY_CREDIT_WRITE)
-        account = db.get_or_404(LegacyAccount, account_id)
-        raw = request.args.get("profile_id", "")
-        profile = db.session.get(Profile, int(raw)) if raw.isdigit() else None
+            return redirect(details_url, code=303)
+        if not form.validate_on_submit():
+            if form.is_submitted():
+                flash("Choose the profile that receives the credit from the search results.",
+                      "error")
+            return show_form()
+        profile = db.session.get(Profile, form.profile_id.data)
         if profile is None:
-            flash("Choose the profile that receives the credit.", "error")
-            return redirect(self.get_url(".transfer_view", account_id=account_id))
-        try:
-            accounts.check_legacy_transfer(account, profile)
-        except DomainError as exc:
-            flash(str(exc), "error")
-            if account.transferred_at is not None:
-                return redirect(self.get_url(".details_view", id=account_id))
-            return redirect(self.get_url(".transfer_view", account_id=account_id))
-        return self.render("accounts/legacy_review.html", account=account, profile=profile)
+            flash("That profile no longer exists; search again.", "error")
+            return show_form()
+        operation = Operation(
+            name="legacy_credit.transfer", target=f"legacy_account:{account.id}",
+            review=lambda: accounts.quote_legacy_transfer(account, profile),
+            apply=lambda _quote: accounts.transfer_legacy_credit(account, profile,
+                                                                 actor=current_user),
+            landing=lambda _entry: details_url,
+            done=lambda entry: f"Moved {fmt_money(entry.amount, account.currency)} from legacy "
+                               f"account {account.legacy_number} to {profile.email}.")
 
-    @expose("/transfer/<int:account_id>/confirm/", methods=("POST",))
-    def transfer_confirm_view(self, account_id):
-        """Move the balance (once)."""
-        self.require(Permission.LEGACY_CREDIT_WRITE)
-        account = db.get_or_404(LegacyAccount, account_id)
-        raw = request.form.get("profile_id", "")
-        profile = db.session.get(Profile, int(raw)) if raw.isdigit() else None
-        if profile is None:
-            abort(400)
-        amount, currency = account.credit_balance, account.currency
-        run_domain(lambda: accounts.transfer_legacy_credit(account, profile, actor=current_user),
-                   f"Moved {fmt_money(amount, currency)} from legacy account "
-                   f"{account.legacy_number} to {profile.email}.")
-        return redirect(self.get_url(".details_view", id=account_id), code=303)
+        def show_review(quote, token):
+            return self.render("accounts/legacy_review.html", quote=quote, form=form,
+                               token=token, back_url=self.get_url(
+                                   ".transfer_view", account_id=account_id, q=query or None))
+
+        return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
 
 # --------------------------------------------------------------------------- orders
 
 
-class OrderView(ReadOnlyModelView):
+class OrderView(AccountsModelView):
     column_list = ("number", "placed_by", "paid_by", "status", "payment_method", "currency",
                    "total", "created_at", "paid_at")
     column_details_list = ("number", "placed_by", "paid_by", "status", "payment_method",
@@ -413,7 +666,7 @@ class OrderView(ReadOnlyModelView):
         return tracking_url(ca_reference)
 
 
-class OrderItemView(ReadOnlyModelView):
+class OrderItemView(AccountsModelView):
     column_list = ("id", "order", "certificate_type", "quantity", "unit_price", "amount")
     column_filters = ("certificate_type.code",)
     column_formatters = {
@@ -428,7 +681,7 @@ def _tracking_link(_view, _context, model: License, _name) -> Markup:
         tracking_url(model.ca_reference), model.ca_reference)
 
 
-class LicenseView(ReadOnlyModelView):
+class LicenseView(AccountsModelView):
     column_list = ("ca_reference", "kind", "order_item.order", "acme_directory_url",
                    "eab_key_id", "created_at")
     column_searchable_list = ("ca_reference",)
@@ -438,7 +691,7 @@ class LicenseView(ReadOnlyModelView):
                      "eab_key_id": "EAB key id", "acme_directory_url": "ACME directory URL"}
 
 
-class CreditEntryView(ReadOnlyModelView):
+class CreditEntryView(AccountsModelView):
     column_list = ("id", "profile", "kind", "amount", "balance_after", "order",
                    "legacy_account", "actor", "memo", "created_at")
     column_filters = ("kind", "created_at", "profile.email")

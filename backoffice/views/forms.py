@@ -7,6 +7,8 @@
   "①", "1e3" or a 5,000-digit number is a message on the field, never a crash.
 - **Quantities** per certificate type come from one form class built from the product's
   certificate types, rendered by one macro (``templates/macros/forms.html``).
+- **Money** is typed in the display locale and parsed exactly into minor units by
+  MoneyField (at the end of this module).
 - **Reviews**: ReviewForm adds the hidden ``step`` and ``review_token`` that the one
   Review -> Confirm mechanism (``views/review.py``) reads.
 """
@@ -16,11 +18,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import date
+from decimal import Decimal
 
+from babel.numbers import (
+    NumberFormatError,
+    format_decimal,
+    get_decimal_symbol,
+    get_group_symbol,
+    parse_decimal,
+)
+from flask import current_app
 from flask_wtf import FlaskForm
-from wtforms import DateField, Field, HiddenField, IntegerField
-from wtforms.validators import AnyOf, NumberRange, ValidationError
+from wtforms import DateField, Field, HiddenField, IntegerField, StringField
+from wtforms.validators import AnyOf, NumberRange, StopValidation, ValidationError
 
+from ..money import format_money, minor_digits
 from ..validation import MAX_QUANTITY
 
 #: Unicode control characters a staff member never means to type (tab, LF, CR allowed)
@@ -167,3 +179,96 @@ class RecordIdsField(Field):
 
     def process_data(self, value):
         self.data = sorted(set(value or ()))
+
+
+# --------------------------------------------------------------------------- money
+
+
+#: the longest amount anyone types; longer text is refused before it is parsed
+_MONEY_MAX_CHARS = 32
+
+
+class MoneyField(StringField):
+    """An amount of money typed in the console's display locale (DISPLAY_LOCALE), e.g.
+    "1,234.50" in en_US or "1.234,50" in de_DE; ``data`` is its whole minor units.
+
+    Only ASCII digits and the locale's decimal and group symbols are accepted, so "1e30",
+    "NaN", "∞", "-5", "²" or "١٢" are a message on the field, never a crash. The amount is
+    parsed by babel (strict: misplaced group symbols are refused), must not have more
+    decimals than the currency, and must lie from ``minimum`` to ``maximum`` minor units.
+
+    The field needs its currency before the form is validated: set ``field.currency``
+    (e.g. ``form.amount.currency = profile.currency``) or pass ``currency=``.
+    """
+
+    def __init__(self, label=None, validators=None, *, maximum: int, minimum: int = 1,
+                 currency: str | None = None, **kwargs):
+        kwargs.setdefault("render_kw", {"inputmode": "decimal", "autocomplete": "off"})
+        super().__init__(label, validators, **kwargs)
+        self.minimum, self.maximum, self.currency = minimum, maximum, currency
+        self.text = ""
+
+    def process_formdata(self, valuelist):
+        self.text = valuelist[0] if valuelist and isinstance(valuelist[0], str) else ""
+        self.data = None  # parsed in pre_validate, once the currency is known
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return self.text
+        return "" if self.data is None else self._display(self.data)
+
+    def _locale(self) -> str:
+        return current_app.config.get("DISPLAY_LOCALE", "en_US")
+
+    def _display(self, amount: int) -> str:
+        return format_money(amount, self.currency, locale=self._locale())
+
+    def range_message(self) -> str:
+        return (f"Enter an amount from {self._display(self.minimum)} to "
+                f"{self._display(self.maximum)}.")
+
+    def pre_validate(self, form) -> None:
+        if self.currency is None:
+            raise RuntimeError(f"MoneyField {self.name} needs its currency before validation")
+        self.data = None
+        locale = self._locale()
+        text = self.text.strip()
+        if not text:
+            raise StopValidation(f"Enter an amount, e.g. {_example('12.50', locale)}.")
+        if text[0] in "-+−":
+            raise StopValidation("Enter the amount without a sign.")
+        decimal, group = get_decimal_symbol(locale), get_group_symbol(locale)
+        allowed = set("0123456789") | {decimal, group}
+        digits_only = f"Enter the amount in digits, like {_example('1234.50', locale)}."
+        if len(text) > _MONEY_MAX_CHARS or any(c not in allowed for c in text):
+            raise StopValidation(digits_only)
+        try:
+            value = parse_decimal(text, locale=locale, strict=True)
+        except NumberFormatError as exc:
+            raise StopValidation(digits_only) from exc
+        digits = minor_digits(self.currency)
+        if not value.is_finite():
+            raise StopValidation(self.range_message())
+        minor = _exact_minor(value, digits)
+        if minor is None:
+            raise StopValidation(f"{self.currency} amounts have at most {digits} decimals.")
+        if not self.minimum <= minor <= self.maximum:
+            raise StopValidation(self.range_message())
+        self.data = minor
+
+
+def _example(amount: str, locale: str) -> str:
+    return format_decimal(Decimal(amount), format="#,##0.00", locale=locale)
+
+
+def _exact_minor(value: Decimal, digits: int) -> int | None:
+    """``value`` in whole minor units, by integer arithmetic (no decimal context, so no
+    rounding), or None when it has more than ``digits`` decimals."""
+    _sign, coefficient_digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    coefficient = int("".join(map(str, coefficient_digits)) or "0")
+    shift = exponent + digits
+    if shift >= 0:
+        return coefficient * 10 ** shift
+    whole, remainder = divmod(coefficient, 10 ** -shift)
+    return None if remainder else whole

@@ -1,4 +1,5 @@
-"""Support journeys in real Chromium: a corporate request, and a legacy credit transfer."""
+"""Accounts journeys in real Chromium: a corporate request, a legacy credit transfer, an
+upgrade to corporate and a credit adjustment, each through its review and Confirm."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from playwright.sync_api import expect
 
 from backoffice import accounts
 from backoffice.extensions import db
+from tests.conftest import PASSWORD
 from tests.queries import ledger_sum, profile_by_email
 from tests.test_accounts import billing, catalog, legacy
 
@@ -67,23 +69,24 @@ def test_support_moves_a_legacy_balance_once_through_review_and_confirm(appctx, 
     page.get_by_role("button", name="Search").click()
     expect(page.get_by_test_id("profiles").locator("tr", has_text="ann@other.example.com")
            ).to_contain_text("other currency")
-    page.get_by_role("link", name="Review transfer to ann@acme.example.com").click()
+    # A colleague reviews the same transfer in another tab, before it is confirmed.
+    other_tab = page.context.new_page()
+    other_tab.goto(page.url)
+    other_tab.get_by_role("button", name="Review transfer to ann@acme.example.com").click()
+    expect(other_tab.get_by_role("button", name="Confirm")).to_be_visible()
+
+    page.get_by_role("button", name="Review transfer to ann@acme.example.com").click()
     review = page.get_by_test_id("review")
     expect(review).to_contain_text("$48.00")
     expect(review).to_contain_text("USD")
     expect(review).to_contain_text("L-100001")
     expect(review).to_contain_text("ann@acme.example.com")
-
-    # A colleague has the same review open in another tab.
-    other_tab = page.context.new_page()
-    other_tab.goto(page.url)
-    expect(other_tab.get_by_role("button", name="Confirm")).to_be_visible()
-
     page.get_by_role("button", name="Confirm").click()
     expect(page.locator(".alert")).to_contain_text(
         "Moved $48.00 from legacy account L-100001 to ann@acme.example.com")
     expect(page.get_by_role("link", name="Transfer credit")).to_have_count(0)
 
+    # The colleague's review is older than the transfer: the balance does not move again.
     other_tab.get_by_role("button", name="Confirm").click()
     expect(other_tab.locator(".alert")).to_contain_text(
         "was already moved to ann@acme.example.com")
@@ -93,4 +96,48 @@ def test_support_moves_a_legacy_balance_once_through_review_and_confirm(appctx, 
         profile = profile_by_email("ann@acme.example.com")
         assert profile.credit_balance == 4800 == ledger_sum(profile)
         assert len(profile.credit_entries) == 1
+        db.session.rollback()
+
+
+@pytest.mark.browser
+def test_support_upgrades_and_finance_adjusts_credit_through_reviews(appctx, sign_in, staff,
+                                                                     browser, live_server):
+    with appctx() as session:
+        profile_id = accounts.create_profile(email="ann@acme.example.com", name="Ann Main").id
+        session.commit()
+    page = sign_in("support")
+    page.goto(f"/admin/profile/details/?id={profile_id}")
+    card = page.get_by_test_id("upgrade-card")
+    card.get_by_placeholder("Organization name").fill("ACME Corp")
+    card.get_by_role("button", name="Review upgrade").click()
+    expect(page.get_by_test_id("review")).to_contain_text("A new organization ACME Corp")
+    page.get_by_role("button", name="Confirm upgrade").click()
+    expect(page.locator(".alert")).to_contain_text(
+        "ann@acme.example.com is now the main contact of ACME Corp")
+
+    staff("finance")
+    finance = browser.new_context(base_url=live_server).new_page()
+    finance.goto("/login")
+    finance.get_by_label("Email").fill("finance@staff.test")
+    finance.get_by_label("Password").fill(PASSWORD)
+    finance.get_by_role("button", name="Sign in").click()
+    finance.wait_for_url("**/admin/")
+    finance.goto(f"/admin/profile/credit/{profile_id}/")
+    finance.get_by_label("Amount in USD").fill("1,234.567")
+    finance.get_by_label("Memo (why)").fill("Goodwill for the outage")
+    finance.get_by_role("button", name="Review").click()
+    expect(finance.get_by_test_id("error-amount")).to_contain_text("at most 2 decimals")
+    finance.get_by_label("Amount in USD").fill("1,234.50")
+    finance.get_by_role("button", name="Review").click()
+    expect(finance.get_by_test_id("balance-after")).to_have_text("$1,234.50")
+    finance.get_by_role("button", name="Confirm adjustment").click()
+    expect(finance.locator(".alert")).to_contain_text(
+        "Added $1,234.50 to the credit of ann@acme.example.com")
+    expect(finance.get_by_test_id("credit-balance")).to_contain_text("$1,234.50")
+    finance.context.close()
+
+    with appctx():
+        profile = profile_by_email("ann@acme.example.com")
+        assert profile.credit_balance == 123450 == ledger_sum(profile)
+        assert profile.organization.name == "ACME Corp"
         db.session.rollback()
