@@ -894,3 +894,162 @@ def test_inventory_confirmed_twice_is_added_and_charged_once(client_as, appctx,
         assert inventory(session, subscription_id)["OV"] == (3, 0)
         assert events(session, "subscription.inventory_add") == 1
         assert session.scalar(select(func.count(Transaction.id))) == 2
+
+
+# --------------------------------------------------------------------------- partner forms
+
+CONTROL_MESSAGE = "Remove the control characters (such as NUL) from this field."
+#: every text field of the customer and reseller forms, with its column's length
+TEXT_LIMITS = {"company_name": 200, "address1": 200, "address2": 200, "address3": 200,
+               "city": 100, "postal_code": 20, "state": 100}
+
+
+def test_every_text_field_is_limited_to_its_column_length(app):
+    from wtforms.validators import Length
+
+    from backoffice.views.partners import AddressForm, CustomerCreateForm, CustomerEditForm
+
+    def limits(form_class) -> dict[str, int]:
+        with app.test_request_context():
+            form = form_class(meta={"csrf": False})
+        return {field.name: next(v.max for v in field.validators if isinstance(v, Length))
+                for field in form if field.type in ("StringField", "EmailField")}
+
+    columns = {name: Customer.__table__.c[name].type.length for name in TEXT_LIMITS}
+    assert columns == TEXT_LIMITS
+    assert {name: Reseller.__table__.c[name].type.length for name in TEXT_LIMITS} == columns
+    assert limits(AddressForm) == columns
+    email = Customer.__table__.c["customer_admin_email"].type.length
+    for form_class in (CustomerCreateForm, CustomerEditForm):
+        assert limits(form_class) == {**columns, "customer_admin_email": email}
+
+
+def customer_form_cases():
+    for name, limit in TEXT_LIMITS.items():
+        yield pytest.param({name: "a\x00b"}, CONTROL_MESSAGE, id=f"{name}-nul")
+        yield pytest.param({name: "x" * (limit + 1)},
+                           f"Field cannot be longer than {limit} characters.",
+                           id=f"{name}-too-long")
+    for country in ("XX", "ie", "IRL", "a\x00b", "9" * 5000):
+        yield pytest.param({"country": country}, "Not a valid choice", id=f"country-{country[:4]}")
+    yield pytest.param({"country": ""}, "Choose a country.", id="country-missing")
+    yield pytest.param({"country": None}, "Choose a country.", id="country-absent")
+    for reseller in ("999", "905970020212414042476352", "-1", "abc", "", "a\x00b", None):
+        yield pytest.param({"reseller": reseller}, "Choose a reseller from the list",
+                           id=f"reseller-{reseller!r:.10}")
+    yield pytest.param({"administrative_responsibility": "boss"}, "Not a valid choice",
+                       id="responsibility")
+    yield pytest.param({"customer_admin_email": "a" * 243 + "@example.com"},
+                       "Field cannot be longer than 254 characters.", id="email-too-long")
+    yield pytest.param({"customer_admin_email": "it\x00@bluefin.example"}, CONTROL_MESSAGE,
+                       id="email-nul")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    *customer_form_cases(),
+    *(pytest.param({"currency": currency}, "Not a valid choice", id=f"currency-{currency[:4]}")
+      for currency in ("XYZ", "usd", "JPY", "a\x00b", "9" * 5000)),
+])
+def test_bad_input_on_the_new_customer_form_is_a_message(client_as, appctx, change, message):
+    client = client_as("support")
+    with appctx():
+        before = counts()
+    data = {k: v for k, v in {**CUSTOMER_FORM, **change}.items() if v is not None}
+    response = client.post("/admin/customer/new/", data=data)
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    with appctx():
+        assert counts() == before
+
+
+def test_a_customer_with_every_field_at_its_longest_is_saved(client_as, appctx):
+    client = client_as("support")
+    longest = {name: "x" * limit for name, limit in TEXT_LIMITS.items()}
+    email = "a" * 242 + "@example.com"  # 254 characters
+    response = client.post("/admin/customer/new/",
+                           data={**CUSTOMER_FORM, **longest, "customer_admin_email": email})
+    assert response.status_code == 302
+    with appctx() as session:
+        customer = session.scalar(select(Customer))
+        assert {name: len(getattr(customer, name)) for name in TEXT_LIMITS} == TEXT_LIMITS
+        assert customer.customer_admin_email == email
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    # an absent country keeps the customer's own (WTForms fills the form from the row)
+    case for case in customer_form_cases() if case.id not in ("responsibility",
+                                                              "country-absent")])
+def test_bad_input_on_the_customer_edit_form_is_a_message(client_as, appctx, customer_id,
+                                                          change, message):
+    client = client_as("support")
+    with appctx():
+        before = counts()
+    form = {**CUSTOMER_FORM, "city": "Hamburg", "customer_admin_email": ""}
+    form.pop("administrative_responsibility")
+    data = {k: v for k, v in {**form, **change}.items() if v is not None}
+    response = client.post(f"/admin/customer/edit/?id={customer_id}", data=data)
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    with appctx() as session:
+        assert counts() == before
+        assert session.get(Customer, customer_id).city == "Springfield"
+
+
+def test_a_customer_cannot_be_moved_to_a_disabled_reseller(client_as, appctx, customer_id):
+    from backoffice import partners
+
+    with appctx() as session:
+        reseller = factories.reseller("Closed Partner")
+        partners.disable_reseller(reseller, reason="Closed", actor=None)
+        session.commit()
+        reseller_id = reseller.id
+    client = client_as("support")
+    form = {**CUSTOMER_FORM, "reseller": str(reseller_id), "customer_admin_email": ""}
+    form.pop("administrative_responsibility")
+    response = client.post(f"/admin/customer/edit/?id={customer_id}", data=form,
+                           follow_redirects=True)
+    assert "Closed Partner is disabled; it cannot take new customers." in response.get_data(
+        as_text=True)
+    with appctx() as session:
+        assert session.get(Customer, customer_id).reseller_id is None
+
+
+def reseller_form_cases():
+    for name, limit in TEXT_LIMITS.items():
+        yield pytest.param({name: "a\x00b"}, CONTROL_MESSAGE, id=f"{name}-nul")
+        yield pytest.param({name: "x" * (limit + 1)},
+                           f"Field cannot be longer than {limit} characters.",
+                           id=f"{name}-too-long")
+    yield pytest.param({"country": "XX"}, "Not a valid choice", id="country-unknown")
+    yield pytest.param({"country": "9" * 5000}, "Not a valid choice", id="country-huge")
+    yield pytest.param({"company_name": "   "}, "This field is required", id="blank-name")
+
+
+@pytest.mark.parametrize(("change", "message"), list(reseller_form_cases()))
+def test_bad_input_on_the_reseller_forms_is_a_message(client_as, appctx, change, message):
+    with appctx() as session:
+        reseller_id = factories.reseller().id
+        session.commit()
+    admin = client_as("admin")
+    with appctx():
+        before = counts()
+    for url in ("/admin/reseller/new/", f"/admin/reseller/edit/?id={reseller_id}"):
+        response = admin.post(url, data={**RESELLER_FORM, **change})
+        assert response.status_code == 200
+        assert message in response.get_data(as_text=True)
+    with appctx() as session:
+        assert counts() == before
+        assert session.scalar(select(func.count(Reseller.id))) == 1
+        assert session.get(Reseller, reseller_id).city == "Springfield"
+
+
+@pytest.mark.parametrize("view", ["customer", "reseller"])
+@pytest.mark.parametrize("ident", ["905970020212414042476352", "2147483648", "abc", ""])
+def test_an_unknown_or_huge_id_on_the_edit_and_details_pages_is_no_error(client_as, view,
+                                                                         ident):
+    client = client_as("admin")
+    for page in ("edit", "details"):
+        response = client.get(f"/admin/{view}/{page}/?id={ident}")
+        assert response.status_code == 302  # back to the list, with a message
+    response = client.post(f"/admin/{view}/edit/?id={ident}", data=RESELLER_FORM)
+    assert response.status_code == 302

@@ -23,7 +23,14 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
+from wtforms.validators import (
+    DataRequired,
+    Email,
+    InputRequired,
+    Length,
+    Optional,
+    ValidationError,
+)
 
 from .. import partners, subscriptions
 from ..clock import today
@@ -229,10 +236,23 @@ def _reseller_label(reseller: Reseller) -> str:
     return f"{reseller.company_name}{disabled}"
 
 
+class ResellerField(QuerySelectField):
+    """The partner management: one of the listed resellers, or Direct. Anything else (an
+    id that does not exist, a malformed or a missing value) is a message on the field,
+    never a customer silently made direct."""
+
+    def pre_validate(self, form):
+        chosen = self.raw_data[0] if self.raw_data else None
+        if chosen is None or (chosen != "__None" and self.data is None):
+            raise ValidationError("Choose a reseller from the list, or Direct (no partner "
+                                  "management).")
+        super().pre_validate(form)
+
+
 class CustomerCreateForm(AddressForm):
-    reseller = QuerySelectField("Partner management", query_factory=_reseller_query,
-                                get_label=_reseller_label, allow_blank=True,
-                                blank_text="Direct (no partner management)")
+    reseller = ResellerField("Partner management", query_factory=_reseller_query,
+                             get_label=_reseller_label, allow_blank=True,
+                             blank_text="Direct (no partner management)")
     administrative_responsibility = RadioField(
         "Administrative responsibility", choices=RESPONSIBILITY_CHOICES, default="partner",
         description="Fixed once the customer is created.")
