@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
+
 from sqlalchemy import func, select
 
 from . import audit
@@ -24,13 +27,49 @@ ADDRESS_LABELS = {"company_name": "company name", "address1": "address 1", "city
                   "postal_code": "postal code"}
 ADDRESS_FIELDS = ("company_name", "address1", "address2", "address3", "city", "postal_code",
                   "state")
+#: the longest each address field may be: its column's length (models.AddressMixin)
+ADDRESS_MAX_LENGTHS: dict[str, int] = {
+    name: Reseller.__table__.c[name].type.length for name in ADDRESS_FIELDS}
+#: the longest reason for disabling a reseller, in characters
+REASON_MAX_LENGTH = 500
 
 
 def _address(fields: dict) -> dict:
-    """Cleaned company and address fields; refuses missing required ones and bad countries."""
+    """Cleaned company and address fields; refuses missing required ones, over-long ones
+    and bad countries."""
+    names = {**ADDRESS_LABELS, "address2": "address 2", "address3": "address 3",
+             "state": "state / province"}
+    too_long = [f"{names[name]} to at most {limit} characters" for name, limit
+                in ADDRESS_MAX_LENGTHS.items() if len((fields.get(name) or "").strip()) > limit]
+    if too_long:
+        raise InvalidInput(f"Please shorten {', '.join(too_long)}.")
     cleaned = required_text({k: fields.get(k, "") for k in ADDRESS_FIELDS}, ADDRESS_LABELS)
     cleaned["country"] = country_code(fields.get("country", ""))
     return cleaned
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """The review of a status change (suspend, enable, disable): what it is done to, the
+    status before and after, and what it changes. Building one writes nothing; every
+    refusal of the change is raised while building it.
+
+    Every field is part of the review's fingerprint, so a change to any of them between
+    review and Confirm (the status, a reason, the inventory, the subscriptions listed)
+    makes the review stale.
+    """
+
+    #: what changes, e.g. "Subscription #12 of Acme Ltd (Business SSL)"
+    subject: str
+    status_before: str
+    status_after: str
+    #: what the change does, one sentence each
+    effects: tuple[str, ...]
+    #: label and value rows shown with it: the state it is reviewed against
+    facts: tuple[tuple[str, str | int | date], ...] = ()
+    #: subscriptions the change stops or restarts, listed under ``subscriptions_heading``
+    subscriptions: tuple[Subscription, ...] = ()
+    subscriptions_heading: str = ""
 
 
 # --------------------------------------------------------------------------- resellers
@@ -76,14 +115,68 @@ def reseller_impact(reseller: Reseller) -> dict:
     }
 
 
-def disable_reseller(reseller: Reseller, *, reason: str, actor) -> None:
-    """Stop new subscriptions, additions and renewals for the reseller's customers (admins)."""
+def _reason(reason: str | None) -> str:
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("Disabling a reseller needs a reason.")
-    reseller = lock(Reseller, reseller.id, "Reseller")
+    if len(reason) > REASON_MAX_LENGTH:
+        raise InvalidInput(f"The reason can be at most {REASON_MAX_LENGTH} characters.")
+    return reason
+
+
+def review_disable_reseller(reseller: Reseller, reason: str | None) -> StatusChange:
+    """What disabling the reseller would change, with its impact; refuses what
+    :func:`disable_reseller` refuses. Writes nothing."""
+    reason = _reason(reason)
     if reseller.status == ResellerStatus.DISABLED:
         raise Conflict(f"{reseller.company_name} is already disabled.")
+    impact = reseller_impact(reseller)
+    return StatusChange(
+        subject=f"Reseller {reseller.company_name}",
+        status_before=reseller.status.value, status_after=ResellerStatus.DISABLED.value,
+        effects=(
+            "Its customers take no new subscriptions or inventory additions, and it takes "
+            "no new customers.",
+            "Its customers' subscriptions do not renew: one that reaches its end date "
+            "while the reseller is disabled expires instead.",
+            "Their data stays as it is; enabling the reseller again restores all of it.",
+        ),
+        facts=(("Reason", reason), ("Customers", impact["customers"]),
+               ("Active subscriptions", impact["active_subscriptions"]),
+               ("Auto-renewals that will stop", len(impact["auto_renewals"]))),
+        subscriptions=tuple(impact["auto_renewals"]),
+        subscriptions_heading="Auto-renewing subscriptions that will not renew")
+
+
+def review_enable_reseller(reseller: Reseller) -> StatusChange:
+    """What enabling a disabled reseller would change; refuses what :func:`enable_reseller`
+    refuses. Writes nothing."""
+    if reseller.status == ResellerStatus.ACTIVE:
+        raise Conflict(f"{reseller.company_name} is already active.")
+    impact = reseller_impact(reseller)
+    disabled_by = reseller.status_changed_by.email if reseller.status_changed_by else "system"
+    since = reseller.status_changed_at.date() if reseller.status_changed_at else ""
+    return StatusChange(
+        subject=f"Reseller {reseller.company_name}",
+        status_before=reseller.status.value, status_after=ResellerStatus.ACTIVE.value,
+        effects=(
+            "Its customers can take new subscriptions and inventory additions again, and "
+            "it can take new customers.",
+            "Its customers' auto-renewing subscriptions renew again at their end date.",
+        ),
+        facts=(("Disabled since", since), ("Disabled by", disabled_by),
+               ("Reason", reseller.status_reason), ("Customers", impact["customers"]),
+               ("Active subscriptions", impact["active_subscriptions"]),
+               ("Auto-renewals that resume", len(impact["auto_renewals"]))),
+        subscriptions=tuple(impact["auto_renewals"]),
+        subscriptions_heading="Auto-renewing subscriptions that will renew again")
+
+
+def disable_reseller(reseller: Reseller, *, reason: str, actor) -> None:
+    """Stop new subscriptions, additions and renewals for the reseller's customers (admins)."""
+    reason = _reason(reason)
+    reseller = lock(Reseller, reseller.id, "Reseller")
+    review_disable_reseller(reseller, reason)
     impact = reseller_impact(reseller)
     reseller.status = ResellerStatus.DISABLED
     reseller.status_reason = reason
@@ -98,8 +191,7 @@ def disable_reseller(reseller: Reseller, *, reason: str, actor) -> None:
 def enable_reseller(reseller: Reseller, *, actor) -> None:
     """Let a disabled reseller's customers take subscriptions and renew again (admins)."""
     reseller = lock(Reseller, reseller.id, "Reseller")
-    if reseller.status == ResellerStatus.ACTIVE:
-        raise Conflict(f"{reseller.company_name} is already active.")
+    review_enable_reseller(reseller)
     reseller.status = ResellerStatus.ACTIVE
     reseller.status_reason = ""
     reseller.status_changed_at = utcnow()

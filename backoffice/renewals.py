@@ -108,11 +108,13 @@ def _run_item(subscription_id: int, as_of: date, counts: dict, *, wait: bool) ->
     return True
 
 
-def renewal_blocker(subscription: Subscription,
-                    rows: list[Inventory] | None = None) -> str | None:
+def renewal_blocker(subscription: Subscription, rows: list[Inventory] | None = None, *,
+                    renewal_total: int | None = None) -> str | None:
     """Why this subscription will not renew at its end date, or None when it will.
 
     ``rows`` are its (locked) inventory rows; its ``inventory`` relationship otherwise.
+    ``renewal_total``, when given, stands for the rows' total renewal inventory (a review
+    of new renewal quantities asks with the quantities it would set).
     """
     if subscription.status == SubscriptionStatus.SUSPENDED:
         return "suspended"
@@ -123,8 +125,10 @@ def renewal_blocker(subscription: Subscription,
     reseller = subscription.customer.reseller
     if reseller is not None and reseller.status == ResellerStatus.DISABLED:
         return "reseller disabled"
-    rows = subscription.inventory if rows is None else rows
-    if sum(row.renewal_quantity for row in rows) <= 0:
+    if renewal_total is None:
+        rows = subscription.inventory if rows is None else rows
+        renewal_total = sum(row.renewal_quantity for row in rows)
+    if renewal_total <= 0:
         return "renewal inventory is zero"
     return None
 

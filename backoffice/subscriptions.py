@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from .models import (
     CertificateType,
     Customer,
     Inventory,
+    ResellerStatus,
     Subscription,
     SubscriptionProduct,
     SubscriptionStatus,
@@ -25,8 +27,9 @@ from .models import (
     TransactionLine,
     TransactionReason,
 )
-from .partners import ensure_reseller_active
+from .partners import StatusChange, ensure_reseller_active
 from .pricing import Quote, earliest_start, price_line, term_end
+from .renewals import renewal_blocker
 from .validation import positive_counts
 
 #: term lengths a product may offer, in months
@@ -313,34 +316,172 @@ def _locked_inventory(subscription: Subscription) -> dict[str, Inventory]:
     return {row.certificate_type.code: row for row in rows}
 
 
+@dataclass(frozen=True)
+class RenewalInventoryLine:
+    """One certificate type in the review of a renewal inventory change."""
+
+    code: str
+    name: str
+    #: current inventory: what the subscription holds now (this change leaves it)
+    current: int
+    renewal_before: int
+    renewal_after: int
+    yearly_price: int
+    #: the next term's full price for the renewal inventory before and after, at today's
+    #: prices (information: nothing is charged until the renewal)
+    full_before: int
+    full_after: int
+
+    @property
+    def changed(self) -> bool:
+        return self.renewal_before != self.renewal_after
+
+
+@dataclass(frozen=True)
+class RenewalInventoryReview:
+    """What setting a subscription's renewal inventory changes, and what its next renewal
+    would charge for the full term at today's prices. Nothing is charged now."""
+
+    subscription: Subscription
+    status: SubscriptionStatus
+    currency: str
+    auto_renew: bool
+    term_months: int
+    #: the next term: it starts where the current one ends
+    renews_on: date
+    next_end: date
+    lines: tuple[RenewalInventoryLine, ...]
+    #: why the subscription would not renew with the new quantities, or None when it would
+    blocker: str | None
+
+    @property
+    def total_before(self) -> int:
+        return sum(line.full_before for line in self.lines)
+
+    @property
+    def total_after(self) -> int:
+        return sum(line.full_after for line in self.lines)
+
+
+def quote_renewal_inventory(subscription: Subscription,
+                            quantities: dict[str, int]) -> RenewalInventoryReview:
+    """The review of :func:`set_renewal_inventory`: renewal inventory before and after per
+    certificate type, and the next term's full price; refuses what it refuses. Types not
+    named keep their renewal inventory. Writes nothing."""
+    if subscription.status == SubscriptionStatus.EXPIRED:
+        raise Conflict(f"Subscription #{subscription.id} has expired; it has no next term.")
+    counts = positive_counts(quantities, "renewal quantity")
+    rows = {row.certificate_type.code: row for row in subscription.inventory}
+    foreign = sorted(set(counts) - set(rows))
+    if foreign:
+        raise InvalidInput(f"{subscription.product.name} does not include {', '.join(foreign)}.")
+    if all(counts[code] == rows[code].renewal_quantity for code in counts):
+        raise Conflict("The renewal inventory is already set to these quantities.")
+    start = subscription.end_date
+    end = term_end(start, subscription.term_months)
+
+    def full(row: Inventory, quantity: int) -> int:
+        return price_line(row.certificate_type, quantity, term_months=subscription.term_months,
+                          start_date=start, end_date=end, as_of=start).amount
+
+    lines = tuple(
+        RenewalInventoryLine(
+            code=code, name=row.certificate_type.name, current=row.quantity,
+            renewal_before=row.renewal_quantity,
+            renewal_after=counts.get(code, row.renewal_quantity),
+            yearly_price=row.certificate_type.yearly_price,
+            full_before=full(row, row.renewal_quantity),
+            full_after=full(row, counts.get(code, row.renewal_quantity)))
+        for code, row in rows.items())
+    return RenewalInventoryReview(
+        subscription=subscription, status=subscription.status,
+        currency=subscription.customer.currency, auto_renew=subscription.auto_renew,
+        term_months=subscription.term_months, renews_on=start, next_end=end, lines=lines,
+        blocker=renewal_blocker(subscription,
+                                renewal_total=sum(line.renewal_after for line in lines)))
+
+
 def set_renewal_inventory(subscription: Subscription, quantities: dict[str, int], *,
                           actor) -> None:
     """Set what the next term will hold; charges nothing now."""
     subscription = lock(Subscription, subscription.id, "Subscription")
-    if subscription.status == SubscriptionStatus.EXPIRED:
-        raise Conflict(f"Subscription #{subscription.id} has expired; it has no next term.")
-    counts = positive_counts(quantities, "renewal quantity")
     rows = _locked_inventory(subscription)
-    foreign = sorted(set(counts) - set(rows))
-    if foreign:
-        raise InvalidInput(f"{subscription.product.name} does not include {', '.join(foreign)}.")
+    review = quote_renewal_inventory(subscription, quantities)
     changes = {}
-    for code, count in counts.items():
-        if rows[code].renewal_quantity != count:
-            changes[code] = {"from": rows[code].renewal_quantity, "to": count}
-            rows[code].renewal_quantity = count
-    if not changes:
-        raise Conflict("The renewal inventory is already set to these quantities.")
+    for line in review.lines:
+        if line.changed:
+            changes[line.code] = {"from": line.renewal_before, "to": line.renewal_after}
+            rows[line.code].renewal_quantity = line.renewal_after
     db.session.flush()
     audit.record(actor, "subscription.renewal_inventory", subscription, changes)
+
+
+def _subject(subscription: Subscription) -> str:
+    return (f"Subscription #{subscription.id} of {subscription.customer.company_name} "
+            f"({subscription.product.name})")
+
+
+def _facts(subscription: Subscription) -> tuple[tuple[str, str | int | date], ...]:
+    """The state a status change is reviewed against."""
+    inventory = ", ".join(f"{row.certificate_type.code} {row.quantity} / {row.renewal_quantity}"
+                          for row in subscription.inventory)
+    return (("Term start", subscription.start_date),
+            ("Term end (exclusive)", subscription.end_date),
+            ("Auto-renew", "on" if subscription.auto_renew else "off"),
+            ("Inventory now / at renewal", inventory or "none"))
+
+
+def review_suspend_subscription(subscription: Subscription) -> StatusChange:
+    """What suspending would change; refuses what :func:`suspend_subscription` refuses.
+    Writes nothing."""
+    if subscription.status != SubscriptionStatus.ACTIVE:
+        raise Conflict(f"Subscription #{subscription.id} is {subscription.status.value}; "
+                       "only active subscriptions can be suspended.")
+    end = subscription.end_date.isoformat()
+    return StatusChange(
+        subject=_subject(subscription), status_before=subscription.status.value,
+        status_after=SubscriptionStatus.SUSPENDED.value,
+        effects=(
+            "It takes no inventory additions while suspended.",
+            f"It does not renew: if it is still suspended when its term ends on {end}, it "
+            "expires instead.",
+            "Enabling it again restores it as it was, with its inventory, unless its term "
+            "has ended by then.",
+        ),
+        facts=_facts(subscription))
+
+
+def review_enable_subscription(subscription: Subscription) -> StatusChange:
+    """What enabling a suspended subscription would change; refuses what
+    :func:`enable_subscription` refuses (a subscription whose term has ended cannot be
+    enabled). Writes nothing."""
+    if subscription.status != SubscriptionStatus.SUSPENDED:
+        raise Conflict(f"Subscription #{subscription.id} is {subscription.status.value}; "
+                       "only suspended subscriptions can be enabled.")
+    if subscription.end_date <= today():
+        raise Conflict(f"Subscription #{subscription.id}'s term ended on "
+                       f"{subscription.end_date.isoformat()}; it cannot be enabled again.")
+    end = subscription.end_date.isoformat()
+    effects = ["It takes inventory additions again, with the inventory it had."]
+    if subscription.auto_renew:
+        effects.append(f"It renews automatically on {end} with its renewal inventory.")
+    else:
+        effects.append(f"Auto-renew is off: it expires on {end}.")
+    reseller = subscription.customer.reseller
+    if reseller is not None and reseller.status == ResellerStatus.DISABLED:
+        effects.append(f"Its reseller {reseller.company_name} is disabled: until an admin "
+                       "enables it, the subscription still takes no additions and does not "
+                       "renew.")
+    return StatusChange(
+        subject=_subject(subscription), status_before=subscription.status.value,
+        status_after=SubscriptionStatus.ACTIVE.value, effects=tuple(effects),
+        facts=_facts(subscription))
 
 
 def suspend_subscription(subscription: Subscription, *, actor) -> None:
     """Suspend: no additions and no renewal until enabled again."""
     subscription = lock(Subscription, subscription.id, "Subscription")
-    if subscription.status != SubscriptionStatus.ACTIVE:
-        raise Conflict(f"Subscription #{subscription.id} is {subscription.status.value}; "
-                       "only active subscriptions can be suspended.")
+    review_suspend_subscription(subscription)
     subscription.status = SubscriptionStatus.SUSPENDED
     audit.record(actor, "subscription.suspend", subscription, {})
 
@@ -348,11 +489,6 @@ def suspend_subscription(subscription: Subscription, *, actor) -> None:
 def enable_subscription(subscription: Subscription, *, actor) -> None:
     """Restore a suspended subscription exactly as it was."""
     subscription = lock(Subscription, subscription.id, "Subscription")
-    if subscription.status != SubscriptionStatus.SUSPENDED:
-        raise Conflict(f"Subscription #{subscription.id} is {subscription.status.value}; "
-                       "only suspended subscriptions can be enabled.")
-    if subscription.end_date <= today():
-        raise Conflict(f"Subscription #{subscription.id}'s term ended on "
-                       f"{subscription.end_date.isoformat()}; it cannot be enabled again.")
+    review_enable_subscription(subscription)
     subscription.status = SubscriptionStatus.ACTIVE
     audit.record(actor, "subscription.enable", subscription, {})

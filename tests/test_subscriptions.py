@@ -329,3 +329,124 @@ def test_a_refused_operation_writes_nothing(ctx, product, customer):
     ctx.rollback()
     assert (count(ctx, Subscription), count(ctx, AuditEvent),
             count(ctx, Transaction)) == before
+
+
+# --------------------------------------------------------------------------- reviews
+
+
+def test_renewal_inventory_review_states_before_after_and_the_next_term_price(
+        ctx, product, customer):
+    with at(date(2026, 6, 1)):
+        sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                             inventory={"DV": 10}, auto_renew=True,
+                                             actor=None)
+    events = count(ctx, AuditEvent)
+    with at(date(2026, 12, 1)):
+        review = subscriptions.quote_renewal_inventory(sub, {"DV": 4, "OV": 2})
+    assert (review.renews_on, review.next_end) == (date(2027, 6, 1), date(2028, 6, 1))
+    assert [(line.code, line.current, line.renewal_before, line.renewal_after)
+            for line in review.lines] == [("DV", 10, 10, 4), ("EV", 0, 0, 0), ("OV", 0, 0, 2)]
+    assert (review.total_before, review.total_after) == (50000, 44000)
+    assert review.blocker is None
+    assert count(ctx, AuditEvent) == events  # the review wrote nothing
+    assert [row.renewal_quantity for row in sub.inventory] == [10, 0, 0]
+    assert subscriptions.quote_renewal_inventory(sub, {"DV": 0}).blocker == (
+        "renewal inventory is zero")
+    sub.auto_renew = False
+    assert subscriptions.quote_renewal_inventory(sub, {"DV": 4}).blocker == "auto-renew off"
+    # a 24-month term's next renewal charges two years
+    with at(date(2026, 6, 1)):
+        long = subscriptions.add_subscription(customer, product, term_months=24,
+                                              inventory={"EV": 1}, actor=None)
+    assert subscriptions.quote_renewal_inventory(long, {"EV": 3}).total_after == 3 * 24_900 * 2
+
+
+def test_renewal_inventory_review_refuses_what_setting_it_refuses(ctx, product, customer):
+    sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                         inventory={"DV": 4}, actor=None)
+    with pytest.raises(Conflict, match="already set to these quantities"):
+        subscriptions.quote_renewal_inventory(sub, {"DV": 4})
+    with pytest.raises(InvalidInput, match="does not include XX"):
+        subscriptions.quote_renewal_inventory(sub, {"XX": 1})
+    with pytest.raises(InvalidInput, match="at most 100,000"):
+        subscriptions.quote_renewal_inventory(sub, {"DV": MAX_QUANTITY + 1})
+    sub.status = SubscriptionStatus.EXPIRED
+    for verb in (subscriptions.quote_renewal_inventory,
+                 lambda s, q: subscriptions.set_renewal_inventory(s, q, actor=None)):
+        with pytest.raises(Conflict, match="has expired; it has no next term"):
+            verb(sub, {"DV": 1})
+
+
+def test_status_reviews_state_the_change_and_refuse_what_the_verbs_refuse(
+        ctx, product, customer):
+    with at(date(2026, 6, 1)):
+        sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                             inventory={"DV": 4}, auto_renew=True,
+                                             actor=None)
+    with at(date(2026, 12, 1)):
+        review = subscriptions.review_suspend_subscription(sub)
+        assert (review.status_before, review.status_after) == ("active", "suspended")
+        assert ("Inventory now / at renewal", "DV 4 / 4, EV 0 / 0, OV 0 / 0") in review.facts
+        with pytest.raises(Conflict, match="only suspended subscriptions can be enabled"):
+            subscriptions.review_enable_subscription(sub)
+        subscriptions.suspend_subscription(sub, actor=None)
+        with pytest.raises(Conflict, match="only active subscriptions can be suspended"):
+            subscriptions.review_suspend_subscription(sub)
+        review = subscriptions.review_enable_subscription(sub)
+        assert (review.status_before, review.status_after) == ("suspended", "active")
+        assert any("renews automatically on 2027-06-01" in e for e in review.effects)
+    with at(date(2027, 6, 1)):
+        for verb in (subscriptions.review_enable_subscription,
+                     lambda s: subscriptions.enable_subscription(s, actor=None)):
+            with pytest.raises(Conflict, match="term ended on 2027-06-01; it cannot be "
+                                               "enabled again"):
+                verb(sub)
+
+
+def test_a_status_review_changes_with_the_state_it_was_made_against(ctx, product, customer):
+    from backoffice import idempotency
+
+    sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                         inventory={"DV": 4}, actor=None)
+    before = idempotency.fingerprint(subscriptions.review_suspend_subscription(sub))
+    assert idempotency.fingerprint(subscriptions.review_suspend_subscription(sub)) == before
+    subscriptions.set_renewal_inventory(sub, {"DV": 2}, actor=None)
+    assert idempotency.fingerprint(subscriptions.review_suspend_subscription(sub)) != before
+
+
+def test_reseller_reviews_state_the_impact_and_refuse_what_the_verbs_refuse(ctx, product):
+    reseller = factories.reseller()
+    customer = factories.customer(reseller=reseller)
+    sub = subscriptions.add_subscription(customer, product, term_months=12,
+                                         inventory={"DV": 1}, auto_renew=True, actor=None)
+    review = partners.review_disable_reseller(reseller, "  Unpaid invoices ")
+    assert (review.status_before, review.status_after) == ("active", "disabled")
+    assert dict(review.facts) == {"Reason": "Unpaid invoices", "Customers": 1,
+                                  "Active subscriptions": 1, "Auto-renewals that will stop": 1}
+    assert review.subscriptions == (sub,)
+    for bad, message in (("", "needs a reason"), ("x" * 501, "at most 500 characters")):
+        for verb in (partners.review_disable_reseller,
+                     lambda r, reason: partners.disable_reseller(r, reason=reason, actor=None)):
+            with pytest.raises(InvalidInput, match=message):
+                verb(reseller, bad)
+    with pytest.raises(Conflict, match="already active"):
+        partners.review_enable_reseller(reseller)
+    partners.disable_reseller(reseller, reason="x" * 500, actor=None)
+    with pytest.raises(Conflict, match="already disabled"):
+        partners.review_disable_reseller(reseller, "again")
+    review = partners.review_enable_reseller(reseller)
+    assert (review.status_before, review.status_after) == ("disabled", "active")
+    assert ("Reason", "x" * 500) in review.facts
+
+
+@pytest.mark.parametrize(("field", "limit"), [
+    ("company_name", 200), ("address1", 200), ("address2", 200), ("address3", 200),
+    ("city", 100), ("postal_code", 20), ("state", 100)])
+def test_address_fields_are_refused_beyond_their_column_length(ctx, field, limit):
+    customer = factories.customer(**{field: "x" * limit}) if field != "company_name" else (
+        factories.customer("x" * limit))
+    with pytest.raises(InvalidInput, match=f"to at most {limit} characters"):
+        partners.update_customer(customer, **{field: "y" * (limit + 1)}, actor=None)
+    with pytest.raises(InvalidInput, match=f"to at most {limit} characters"):
+        factories.reseller(**{field: "y" * (limit + 1)}) if field != "company_name" else (
+            factories.reseller("y" * (limit + 1)))

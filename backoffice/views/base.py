@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from datetime import date, datetime
 
 from babel.dates import format_date, format_datetime
@@ -14,6 +15,7 @@ from flask_admin.model.filters import convert
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
+from sqlalchemy import Integer
 
 from ..dashboard import summary
 from ..errors import DomainError
@@ -101,6 +103,17 @@ TYPE_FORMATTERS = {
 }
 
 
+#: the largest id an id column holds (PostgreSQL ``integer``)
+MAX_ROW_ID = 2**31 - 1
+_ROW_ID = re.compile(r"[0-9]{1,10}")
+
+
+def is_row_id(value) -> bool:
+    """Whether ``value`` (a string from a URL) can be a row's integer id."""
+    text = value if isinstance(value, str) else str(value)
+    return bool(_ROW_ID.fullmatch(text)) and int(text) <= MAX_ROW_ID
+
+
 class ConsoleFilterConverter(FilterConverter):
     """Flask-Admin's filters, plus our timezone-aware timestamp column type."""
 
@@ -172,6 +185,18 @@ class ReadOnlyModelView(SecureMixin, ModelView):
         # Details pages use the same formatters as the list unless a view says otherwise.
         if self.column_formatters and not self.column_formatters_detail:
             self.column_formatters_detail = self.column_formatters
+
+    def get_one(self, id):
+        """The row with this id, or None when no row can have it.
+
+        On PostgreSQL an ``?id=`` such as "abc" or a number beyond the column's range is a
+        database error, not a missing row; Flask-Admin then says the record does not exist.
+        """
+        primary_key = self.model.__mapper__.primary_key
+        if (len(primary_key) == 1 and isinstance(primary_key[0].type, Integer)
+                and not is_row_id(id)):
+            return None
+        return super().get_one(id)
 
 
 class DomainModelView(ReadOnlyModelView):

@@ -1,13 +1,15 @@
 """Partners menu: resellers, customers, their subscriptions and inventory.
 
-Every operation that charges shows a review (a quote) first and applies only on Confirm,
-like the partner platform's Review / Confirm step.
+Every operation that charges, changes inventory or changes a status shows a review first
+and applies only on Confirm, through the one mechanism of ``views/review.py``: new
+subscriptions and inventory additions (a quote), renewal inventory, suspend and enable a
+subscription, disable and enable a reseller (a status change, ``status_review.html``).
 """
 
 from __future__ import annotations
 
 import pycountry
-from flask import redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_login import current_user
@@ -19,8 +21,16 @@ from wtforms import (
     SelectChoice,
     SelectField,
     StringField,
+    TextAreaField,
 )
-from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
+from wtforms.validators import (
+    DataRequired,
+    Email,
+    InputRequired,
+    Length,
+    Optional,
+    ValidationError,
+)
 
 from .. import partners, subscriptions
 from ..clock import today
@@ -38,17 +48,21 @@ from ..models import (
 )
 from ..permissions import Permission
 from .base import (
+    MAX_ROW_ID,
     DomainModelView,
     ReadOnlyModelView,
     link_formatter,
     links_formatter,
-    run_domain,
 )
 from .finance import customer_transactions_url
 from .forms import ConsoleForm, DayField, ReviewForm, quantities, quantity_form
 from .review import Operation, review_confirm
 
 CATEGORY = "Partners"
+
+#: an id in a page's URL: a whole number an id column can hold, so a larger one is a 404
+#: rather than a database error
+ID = f"int(max={MAX_ROW_ID})"
 
 COUNTRY_CHOICES = [SelectChoice("", "Choose a country")] + sorted(
     (SelectChoice(c.alpha_2, c.name) for c in pycountry.countries),
@@ -75,6 +89,22 @@ class SubscriptionForm(ReviewForm):
 
 class InventoryForm(ReviewForm):
     """Certificates added to a subscription's current inventory (quantities per type)."""
+
+
+class RenewalInventoryForm(ReviewForm):
+    """What the next term holds, per certificate type (quantities per type)."""
+
+
+class StatusChangeForm(ReviewForm):
+    """A status change with nothing to type: its review is the page itself."""
+
+
+class ResellerDisableForm(ReviewForm):
+    reason = TextAreaField(
+        "Reason", render_kw={"rows": 3},
+        validators=[DataRequired(message="Disabling a reseller needs a reason."),
+                    Length(max=partners.REASON_MAX_LENGTH)],
+        description="Required. Kept with the reseller, shown on its page and in the audit log.")
 
 
 class AddressForm(ConsoleForm):
@@ -120,37 +150,78 @@ class ResellerView(DomainModelView):
     def update_from_form(self, form, model):
         return partners.update_reseller(model, **form.address(), actor=current_user)
 
-    @expose("/disable/<int:reseller_id>/", methods=("GET", "POST"))
-    def disable_view(self, reseller_id):
-        """Show what disabling stops, ask for a reason, then disable (admins)."""
-        self.require(Permission.RESELLER_STATUS)
-        reseller = db.get_or_404(Reseller, reseller_id)
-        if request.method == "POST":
-            ok, _ = run_domain(
-                lambda: partners.disable_reseller(reseller, reason=request.form.get("reason"),
-                                                  actor=current_user),
-                f"{reseller.company_name} is disabled.")
-            if ok:
-                return redirect(self.get_url(".details_view", id=reseller_id), code=303)
-        return self.render("partners/reseller_disable.html", reseller=reseller,
-                           impact=partners.reseller_impact(reseller),
-                           reason=request.form.get("reason", ""))
+    def _details_url(self, reseller_id: int) -> str:
+        return self.get_url(".details_view", id=reseller_id)
 
-    @expose("/enable/<int:reseller_id>/", methods=("GET", "POST"))
-    def enable_view(self, reseller_id):
-        """Confirm, then enable a disabled reseller (admins)."""
+    @expose(f"/disable/<{ID}:reseller_id>/", methods=("GET", "POST"))
+    def disable_view(self, reseller_id):
+        """Show what disabling stops and ask for a reason, review, Confirm (admins)."""
         self.require(Permission.RESELLER_STATUS)
         reseller = db.get_or_404(Reseller, reseller_id)
-        if request.method == "POST":
-            ok, _ = run_domain(lambda: partners.enable_reseller(reseller, actor=current_user),
-                               f"{reseller.company_name} is active again.")
-            if ok:
-                return redirect(self.get_url(".details_view", id=reseller_id), code=303)
-        return self.render(
-            "partners/confirm.html", title=f"Enable {reseller.company_name}",
-            text="Its customers can take new subscriptions and additions again, and their "
-                 "auto-renewing subscriptions renew again.",
-            button="Enable reseller", cancel_url=self.get_url(".details_view", id=reseller_id))
+        details_url = self._details_url(reseller_id)
+        form = ResellerDisableForm()
+
+        def show_form():
+            return self.render("partners/reseller_disable.html", reseller=reseller, form=form,
+                               impact=partners.reseller_impact(reseller),
+                               cancel_url=details_url)
+
+        if not form.validate_on_submit():
+            return show_form()
+        reason = form.reason.data
+        operation = Operation(
+            name="reseller.disable", target=f"reseller:{reseller.id}",
+            review=lambda: partners.review_disable_reseller(reseller, reason),
+            apply=lambda _review: partners.disable_reseller(reseller, reason=reason,
+                                                            actor=current_user),
+            landing=lambda _result: details_url,
+            done=f"{reseller.company_name} is disabled.")
+        return status_change(self, operation, form, show_form=show_form,
+                             title=f"Review: disable {reseller.company_name}",
+                             confirm_label="Disable reseller", button_class="btn-danger",
+                             back_url=details_url)
+
+    @expose(f"/enable/<{ID}:reseller_id>/", methods=("GET", "POST"))
+    def enable_view(self, reseller_id):
+        """Review what enabling a disabled reseller restores, then Confirm (admins)."""
+        self.require(Permission.RESELLER_STATUS)
+        reseller = db.get_or_404(Reseller, reseller_id)
+        details_url = self._details_url(reseller_id)
+        operation = Operation(
+            name="reseller.enable", target=f"reseller:{reseller.id}",
+            review=lambda: partners.review_enable_reseller(reseller),
+            apply=lambda _review: partners.enable_reseller(reseller, actor=current_user),
+            landing=lambda _result: details_url,
+            done=f"{reseller.company_name} is active again.")
+        return status_change(self, operation, StatusChangeForm(),
+                             title=f"Review: enable {reseller.company_name}",
+                             confirm_label="Enable reseller", button_class="btn-success",
+                             back_url=details_url)
+
+
+def status_change(view, operation: Operation, form: ReviewForm, *, title: str,
+                  confirm_label: str, back_url: str, button_class: str = "btn-primary",
+                  show_form=None):
+    """The page of a reviewed status change (``partners/status_review.html``).
+
+    Without ``show_form`` there is nothing to type: a GET shows the review with its
+    Confirm at once, and a refusal goes back to ``back_url`` with the domain's sentence.
+    """
+    if show_form is None:
+        if request.method == "POST" and not form.validate_on_submit():
+            flash("This confirmation was not sent as expected; nothing was changed. Here "
+                  "is the review again.", "warning")
+            return redirect(request.path, code=303)
+
+        def show_form():
+            return redirect(back_url, code=303)
+
+    def show_review(review, token):
+        return view.render("partners/status_review.html", review=review, token=token,
+                           form=form, title=title, confirm_label=confirm_label,
+                           button_class=button_class, back_url=back_url)
+
+    return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
 
 # --------------------------------------------------------------------------- customers
@@ -165,10 +236,23 @@ def _reseller_label(reseller: Reseller) -> str:
     return f"{reseller.company_name}{disabled}"
 
 
+class ResellerField(QuerySelectField):
+    """The partner management: one of the listed resellers, or Direct. Anything else (an
+    id that does not exist, a malformed or a missing value) is a message on the field,
+    never a customer silently made direct."""
+
+    def pre_validate(self, form):
+        chosen = self.raw_data[0] if self.raw_data else None
+        if chosen is None or (chosen != "__None" and self.data is None):
+            raise ValidationError("Choose a reseller from the list, or Direct (no partner "
+                                  "management).")
+        super().pre_validate(form)
+
+
 class CustomerCreateForm(AddressForm):
-    reseller = QuerySelectField("Partner management", query_factory=_reseller_query,
-                                get_label=_reseller_label, allow_blank=True,
-                                blank_text="Direct (no partner management)")
+    reseller = ResellerField("Partner management", query_factory=_reseller_query,
+                             get_label=_reseller_label, allow_blank=True,
+                             blank_text="Direct (no partner management)")
     administrative_responsibility = RadioField(
         "Administrative responsibility", choices=RESPONSIBILITY_CHOICES, default="partner",
         description="Fixed once the customer is created.")
@@ -240,7 +324,7 @@ class CustomerView(DomainModelView):
             kwargs["transactions_url"] = customer_transactions_url(customer.id)
         return super().render(template, **kwargs)
 
-    @expose("/subscribe/<int:customer_id>/", methods=("GET", "POST"))
+    @expose(f"/subscribe/<{ID}:customer_id>/", methods=("GET", "POST"))
     def subscribe_view(self, customer_id):
         """Add a subscription: choose product and term, quantities, review, Confirm."""
         self.require(Permission.PARTNER_WRITE)
@@ -323,7 +407,7 @@ class SubscriptionView(ReadOnlyModelView):
     def _details_url(self, subscription_id: int) -> str:
         return self.get_url(".details_view", id=subscription_id)
 
-    @expose("/inventory/<int:subscription_id>/", methods=("GET", "POST"))
+    @expose(f"/inventory/<{ID}:subscription_id>/", methods=("GET", "POST"))
     def inventory_view(self, subscription_id):
         """Add current inventory: quantities, review of the prorated charge, Confirm."""
         self.require(Permission.PARTNER_WRITE)
@@ -356,57 +440,72 @@ class SubscriptionView(ReadOnlyModelView):
 
         return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
-    @expose("/renewal/<int:subscription_id>/", methods=("GET", "POST"))
+    @expose(f"/renewal/<{ID}:subscription_id>/", methods=("GET", "POST"))
     def renewal_view(self, subscription_id):
-        """Set the renewal inventory: what the next term holds. Charges nothing now."""
+        """Set the renewal inventory: what the next term holds; review, Confirm. Charges
+        nothing now."""
         self.require(Permission.PARTNER_WRITE)
         subscription = db.get_or_404(Subscription, subscription_id)
         rows = subscription.inventory
-        form = quantity_form([row.certificate_type for row in rows], base=ConsoleForm)(
+        form = quantity_form([row.certificate_type for row in rows],
+                             base=RenewalInventoryForm)(
             data={f"qty_{row.certificate_type.code}": row.renewal_quantity for row in rows})
-        if form.validate_on_submit():
-            counts = quantities(form)
-            ok, _ = run_domain(
-                lambda: subscriptions.set_renewal_inventory(subscription, counts,
-                                                            actor=current_user),
-                "Renewal inventory saved; nothing is charged until the renewal.")
-            if ok:
-                return redirect(self._details_url(subscription_id), code=303)
-        return self.render("partners/renewal_form.html", subscription=subscription, form=form,
-                           current={f"qty_{row.certificate_type.code}": row.quantity
-                                    for row in rows},
-                           cancel_url=self._details_url(subscription_id))
+        details_url = self._details_url(subscription_id)
 
-    @expose("/suspend/<int:subscription_id>/", methods=("GET", "POST"))
+        def show_form():
+            return self.render("partners/renewal_form.html", subscription=subscription,
+                               form=form, cancel_url=details_url,
+                               current={f"qty_{row.certificate_type.code}": row.quantity
+                                        for row in subscription.inventory})
+
+        if not form.validate_on_submit():
+            return show_form()
+        counts = quantities(form)
+        operation = Operation(
+            name="subscription.renewal_inventory", target=f"subscription:{subscription.id}",
+            review=lambda: subscriptions.quote_renewal_inventory(subscription, counts),
+            apply=lambda _review: subscriptions.set_renewal_inventory(subscription, counts,
+                                                                      actor=current_user),
+            landing=lambda _result: details_url,
+            done="Renewal inventory saved; nothing is charged until the renewal.")
+
+        def show_review(review, token):
+            return self.render(
+                "partners/renewal_review.html", review=review, token=token, form=form,
+                title=f"Review: renewal inventory of subscription #{subscription.id}",
+                back_url=details_url)
+
+        return review_confirm(operation, form, show_form=show_form, show_review=show_review)
+
+    @expose(f"/suspend/<{ID}:subscription_id>/", methods=("GET", "POST"))
     def suspend_view(self, subscription_id):
-        """Confirm, then suspend: no additions and no renewal until enabled."""
+        """Review, then suspend: no additions and no renewal until enabled."""
         return self._status_change(
-            subscription_id, subscriptions.suspend_subscription, "Suspend",
-            "It takes no additions and does not renew while suspended. Enabling it again "
-            "restores it as it was.", "Subscription #{id} is suspended.")
+            subscription_id, "suspend", subscriptions.review_suspend_subscription,
+            subscriptions.suspend_subscription, "Subscription #{id} is suspended.",
+            button_class="btn-warning")
 
-    @expose("/enable/<int:subscription_id>/", methods=("GET", "POST"))
+    @expose(f"/enable/<{ID}:subscription_id>/", methods=("GET", "POST"))
     def enable_view(self, subscription_id):
-        """Confirm, then enable a suspended subscription."""
+        """Review, then enable a suspended subscription."""
         return self._status_change(
-            subscription_id, subscriptions.enable_subscription, "Enable",
-            "It takes additions and renews again, with the inventory it had.",
-            "Subscription #{id} is active again.")
+            subscription_id, "enable", subscriptions.review_enable_subscription,
+            subscriptions.enable_subscription, "Subscription #{id} is active again.",
+            button_class="btn-success")
 
-    def _status_change(self, subscription_id, operation, verb, text, done):
+    def _status_change(self, subscription_id, verb, review, apply, done, *, button_class):
         self.require(Permission.PARTNER_WRITE)
         subscription = db.get_or_404(Subscription, subscription_id)
-        if request.method == "POST":
-            ok, _ = run_domain(lambda: operation(subscription, actor=current_user),
-                               done.format(id=subscription_id))
-            if ok:
-                return redirect(self._details_url(subscription_id), code=303)
-        return self.render(
-            "partners/confirm.html",
-            title=f"{verb} subscription #{subscription.id} of "
-                  f"{subscription.customer.company_name}",
-            text=text, button=f"{verb} subscription",
-            cancel_url=self._details_url(subscription_id))
+        details_url = self._details_url(subscription_id)
+        operation = Operation(
+            name=f"subscription.{verb}", target=f"subscription:{subscription.id}",
+            review=lambda: review(subscription),
+            apply=lambda _review: apply(subscription, actor=current_user),
+            landing=lambda _result: details_url, done=done.format(id=subscription_id))
+        return status_change(self, operation, StatusChangeForm(),
+                             title=f"Review: {verb} subscription #{subscription.id}",
+                             confirm_label=f"{verb.capitalize()} subscription",
+                             button_class=button_class, back_url=details_url)
 
 
 class InventoryView(ReadOnlyModelView):

@@ -10,7 +10,14 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from backoffice.clock import today
-from backoffice.models import Customer, CustomerAdmin, Transaction
+from backoffice.models import (
+    Customer,
+    CustomerAdmin,
+    Inventory,
+    Subscription,
+    SubscriptionStatus,
+    Transaction,
+)
 from tests import factories
 
 pytestmark = pytest.mark.browser
@@ -90,6 +97,9 @@ def test_admin_disables_reseller_then_subscription_is_refused(appctx, sign_in):
     expect(impact).to_contain_text("Customers")
     expect(impact.locator("tr").first).to_contain_text("1")
     page.get_by_label("Reason").fill("Contract terminated")
+    page.get_by_role("button", name="Review").click()
+    expect(page.get_by_test_id("status-after")).to_have_text("disabled")
+    expect(page.get_by_test_id("review-facts")).to_contain_text("Contract terminated")
     page.get_by_role("button", name="Disable reseller").click()
     expect(page.get_by_test_id("reseller-disabled")).to_contain_text("Contract terminated")
 
@@ -102,3 +112,38 @@ def test_admin_disables_reseller_then_subscription_is_refused(appctx, sign_in):
         "Granite Energy is managed by SecureStack Reseller, which is disabled")
     with appctx() as session:
         assert session.scalar(select(Transaction.id)) is None
+
+
+def test_support_sets_renewal_inventory_then_suspends_and_enables(appctx, sign_in):
+    with appctx() as session:
+        product = factories.catalog()
+        subscription = factories.subscribe(factories.customer("Granite Energy"), product,
+                                           {"DV": 10}, auto_renew=True)
+        session.commit()
+        subscription_id = subscription.id
+    page = sign_in("support")
+    page.goto(f"/admin/subscription/details/?id={subscription_id}")
+
+    page.get_by_role("link", name="Set renewal inventory").click()
+    page.get_by_label("Domain Validated (DV)").fill("4")
+    page.get_by_role("button", name="Review").click()
+    expect(page.get_by_test_id("before-DV")).to_have_text("10")
+    expect(page.get_by_test_id("after-DV")).to_have_text("4")
+    expect(page.get_by_test_id("total-after")).to_have_text("$200.00")
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_text("Renewal inventory saved")).to_be_visible()
+    expect(page.get_by_test_id("renewal-DV")).to_have_text("4")
+    expect(page.get_by_test_id("current-DV")).to_have_text("10")
+
+    page.get_by_role("link", name="Suspend").click()
+    expect(page.get_by_test_id("status-after")).to_have_text("suspended")
+    page.get_by_role("button", name="Suspend subscription").click()
+    expect(page.get_by_text(f"Subscription #{subscription_id} is suspended.")).to_be_visible()
+
+    page.get_by_role("link", name="Enable").click()
+    expect(page.get_by_test_id("status-after")).to_have_text("active")
+    page.get_by_role("button", name="Enable subscription").click()
+    expect(page.get_by_text(f"Subscription #{subscription_id} is active again.")).to_be_visible()
+    with appctx() as session:
+        assert session.get(Subscription, subscription_id).status == SubscriptionStatus.ACTIVE
+        assert sorted(session.scalars(select(Inventory.renewal_quantity))) == [0, 0, 4]
