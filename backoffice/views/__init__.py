@@ -10,7 +10,7 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
 from ..extensions import db
-from . import accounts, catalog, finance, partners, system
+from . import accounts, catalog, finance, login, partners, system
 from .base import ConsoleIndexView
 from .forms import quantity_fields
 
@@ -24,6 +24,7 @@ def init_admin(app: Flask) -> Admin:
         index_view=ConsoleIndexView(name="Dashboard", url="/admin"),
     )
     app.jinja_env.filters["quantity_fields"] = quantity_fields
+    app.jinja_env.globals["logout_form"] = login.LogoutForm
     accounts.register(admin, db)
     partners.register(admin, db)
     finance.register(admin, db)

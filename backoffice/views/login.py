@@ -15,21 +15,25 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_user, logout_user
-from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
-from wtforms.validators import DataRequired
+from wtforms.validators import DataRequired, Length
 
 from ..clock import utcnow
 from ..extensions import db, limiter, login_manager
 from ..models import StaffUser
 from ..staff import authenticate
+from .forms import ConsoleForm
 
 bp = Blueprint("auth", __name__)
 
 
-class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired()])
-    password = PasswordField("Password", validators=[DataRequired()])
+class LoginForm(ConsoleForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+
+
+class LogoutForm(ConsoleForm):
+    """The Sign out button on every page: nothing but its CSRF token."""
 
 
 @login_manager.user_loader
