@@ -1,5 +1,9 @@
 """The Confirm of every reviewed operation, submitted twice, is applied exactly once.
 
+The operations: new subscription, inventory addition, renewal inventory, suspend and
+enable, reseller disable and enable, refund, monthly invoices, credit adjustment, legacy
+transfer, corporate request completion, upgrade, link and unlink.
+
 Each case reviews an operation as a staff member would, then submits the same Confirm
 twice: one after the other, and from two browsers at once (real threads, real commits;
 two sign-ins of the same staff member). Exactly one effect is recorded, and both answers
@@ -18,11 +22,19 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from backoffice import jobs
+from backoffice import accounts, jobs, partners, subscriptions
 from backoffice.extensions import db
-from backoffice.models import AppliedOperation, AuditEvent, Customer, Subscription
+from backoffice.models import (
+    AppliedOperation,
+    AuditEvent,
+    Customer,
+    Organization,
+    Profile,
+    Subscription,
+)
 from tests import factories
 from tests.conftest import login, make_staff, review_token_from
+from tests.test_accounts import legacy
 
 pytestmark = [pytest.mark.commits, pytest.mark.clock(datetime(2026, 11, 22, 10, tzinfo=UTC),
                                                      tick=True)]
@@ -37,6 +49,15 @@ class Case:
     prepare: Callable[[], tuple[str, dict]]
     #: the audit action the operation writes once per application
     action: str
+    #: the review is the page itself (GET), for operations with nothing to type
+    review_by_get: bool = False
+
+
+def _subscription(**kwargs) -> Subscription:
+    subscription = factories.subscribe(factories.customer(**kwargs), factories.catalog(),
+                                       {"DV": 10}, start_date=date(2026, 6, 1))
+    db.session.commit()
+    return subscription
 
 
 def _subscription_add() -> tuple[str, dict]:
@@ -49,16 +70,125 @@ def _subscription_add() -> tuple[str, dict]:
 
 
 def _inventory_add() -> tuple[str, dict]:
-    product = factories.catalog()
-    subscription = factories.subscribe(factories.customer(), product, {"DV": 10},
-                                       start_date=date(2026, 6, 1))
+    return f"/admin/subscription/inventory/{_subscription().id}/", {"qty_OV": "3"}
+
+
+def _renewal_inventory() -> tuple[str, dict]:
+    return (f"/admin/subscription/renewal/{_subscription().id}/",
+            {"qty_DV": "4", "qty_OV": "2", "qty_EV": "0"})
+
+
+def _suspend() -> tuple[str, dict]:
+    return f"/admin/subscription/suspend/{_subscription().id}/", {}
+
+
+def _enable() -> tuple[str, dict]:
+    subscription = _subscription()
+    subscriptions.suspend_subscription(subscription, actor=None)
     db.session.commit()
-    return f"/admin/subscription/inventory/{subscription.id}/", {"qty_OV": "3"}
+    return f"/admin/subscription/enable/{subscription.id}/", {}
+
+
+def _reseller_disable() -> tuple[str, dict]:
+    reseller = factories.reseller()
+    db.session.commit()
+    return f"/admin/reseller/disable/{reseller.id}/", {"reason": "Unpaid invoices"}
+
+
+def _reseller_enable() -> tuple[str, dict]:
+    reseller = factories.reseller()
+    partners.disable_reseller(reseller, reason="Unpaid invoices", actor=None)
+    db.session.commit()
+    return f"/admin/reseller/enable/{reseller.id}/", {}
+
+
+def _refund() -> tuple[str, dict]:
+    subscription = _subscription()
+    charge = factories.charge_of(subscription)
+    return (f"/admin/billing/customer/{subscription.customer_id}/refund",
+            {"transaction": str(charge.id), f"count_{charge.id}_DV": "1"})
+
+
+def _monthly_invoices() -> tuple[str, dict]:
+    with time_machine.travel(datetime(2026, 10, 15, 9, tzinfo=UTC), tick=False):
+        factories.subscribe(factories.customer(), factories.catalog(), {"DV": 1})
+    db.session.commit()
+    return "/admin/billing/monthly-invoices/", {"month": "2026-10"}
+
+
+def _profile(email: str = "ann@acme.example.com", name: str = "Ann Main") -> Profile:
+    profile = accounts.create_profile(email=email, name=name)
+    db.session.flush()
+    return profile
+
+
+def _credit_adjustment() -> tuple[str, dict]:
+    profile = _profile()
+    db.session.commit()
+    return (f"/admin/profile/credit/{profile.id}/",
+            {"direction": "add", "amount": "12.50", "memo": "goodwill"})
+
+
+def _legacy_transfer() -> tuple[str, dict]:
+    profile = _profile()
+    account = legacy("ann@legacy.example.com", 4800)
+    db.session.commit()
+    return f"/admin/legacyaccount/transfer/{account.id}/", {"profile_id": str(profile.id)}
+
+
+def _request_completion() -> tuple[str, dict]:
+    _profile()
+    _profile("bob@acme.example.com", "Bob Second")
+    request = accounts.submit_corporate_request(
+        organization_name="ACME", main_contact_email="ann@acme.example.com",
+        secondary_emails=["bob@acme.example.com"])
+    db.session.commit()
+    return f"/admin/corporaterequest/complete/{request.id}/", {}
+
+
+def _upgrade() -> tuple[str, dict]:
+    profile = _profile()
+    db.session.commit()
+    return f"/admin/profile/upgrade/{profile.id}/", {"organization_name": "ACME Corp"}
+
+
+def _acme() -> tuple[Organization, Profile]:
+    organization = accounts.upgrade_to_corporate(_profile(), organization_name="ACME",
+                                                 actor=None)
+    return organization, _profile("bob@acme.example.com", "Bob Second")
+
+
+def _link() -> tuple[str, dict]:
+    organization, bob = _acme()
+    db.session.commit()
+    return f"/admin/profile/link/{bob.id}/", {"organization_id": str(organization.id)}
+
+
+def _unlink() -> tuple[str, dict]:
+    organization, bob = _acme()
+    accounts.link_profile(organization, bob, actor=None)
+    db.session.commit()
+    return f"/admin/profile/unlink/{bob.id}/", {"reason": "left the company"}
 
 
 CASES = {
     "subscription.add": Case("support", _subscription_add, "subscription.create"),
     "inventory.add": Case("support", _inventory_add, "subscription.inventory_add"),
+    "renewal_inventory.set": Case("support", _renewal_inventory,
+                                  "subscription.renewal_inventory"),
+    "subscription.suspend": Case("support", _suspend, "subscription.suspend", True),
+    "subscription.enable": Case("support", _enable, "subscription.enable", True),
+    "reseller.disable": Case("admin", _reseller_disable, "reseller.disable"),
+    "reseller.enable": Case("admin", _reseller_enable, "reseller.enable", True),
+    "refund": Case("finance", _refund, "transaction.refund"),
+    "invoices.issue_monthly": Case("finance", _monthly_invoices, "invoice.issue_monthly"),
+    "credit.adjust": Case("finance", _credit_adjustment, "credit.adjustment"),
+    "legacy_credit.transfer": Case("support", _legacy_transfer, "legacy_credit.transfer"),
+    "corporate_request.complete": Case("support", _request_completion,
+                                       "corporate_request.complete", True),
+    "profile.upgrade": Case("support", _upgrade, "organization.create"),
+    "profile.link": Case("support", _link, "organization.link"),
+    "profile.unlink": Case("admin", _unlink, "organization.unlink"),
 }
 
 
@@ -75,7 +205,8 @@ def _reviewed(app, appctx, case: Case):
         make_staff(case.role)
         url, fields = case.prepare()
     first, second = _signed_in(app, case.role), _signed_in(app, case.role)
-    review = first.post(url, data={**fields, "step": "review"})
+    review = (first.get(url) if case.review_by_get
+              else first.post(url, data={**fields, "step": "review"}))
     assert review.status_code == 200, review.data[:2000]
     confirm = {**fields, "step": "confirm",
                "review_token": review_token_from(review.get_data(as_text=True))}
