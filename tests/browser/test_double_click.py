@@ -9,9 +9,9 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import func, select
 
-from backoffice import subscriptions
+from backoffice import refunds, subscriptions
 from backoffice.extensions import db
-from backoffice.models import AppliedOperation, Subscription, Transaction
+from backoffice.models import AppliedOperation, Subscription, Transaction, TransactionKind
 from tests import factories
 
 pytestmark = [pytest.mark.browser,
@@ -68,4 +68,34 @@ def test_double_clicking_confirm_on_a_new_subscription_charges_once(appctx, sign
     with appctx():
         assert db.session.scalar(select(func.count(Subscription.id))) == 1
         assert db.session.scalar(select(func.count(Transaction.id))) == 1
+        assert db.session.scalar(select(func.count(AppliedOperation.id))) == 1
+
+
+def test_double_clicking_process_refund_refunds_once(appctx, sign_in, monkeypatch):
+    with appctx() as session:
+        customer = factories.customer("Refund Twice Ltd")
+        charge = factories.charge_of(factories.subscribe(
+            customer, factories.catalog("billing"), {"DV": 3}))
+        session.commit()
+        customer_id, charge_id = customer.id, charge.id
+    page = sign_in("finance")
+    url = f"/admin/billing/customer/{customer_id}/transactions"
+    page.goto(url)
+    page.get_by_test_id(f"select-{charge_id}").check()
+    page.get_by_test_id("process-refund").click()
+    page.get_by_label(f"Refund DV from T{charge_id}").fill("1")
+    page.get_by_role("button", name="Review refund").click()
+    expect(page.get_by_test_id("refund-total")).to_have_text("$100.00")
+
+    path = f"/admin/billing/customer/{customer_id}/refund"
+    sent = _count_confirms(page, path)
+    _slow(monkeypatch, refunds, "refund_transactions")
+    page.get_by_role("button", name="Process Refund").evaluate(
+        "button => { button.click(); setTimeout(() => button.click(), 150); }")
+    expect(page.locator(".alert").filter(has_text="already applied")).to_be_visible()
+    assert len(sent) == 2, sent
+    with appctx():
+        refunds_made = db.session.scalars(select(Transaction).where(
+            Transaction.kind == TransactionKind.REFUND)).all()
+        assert [r.amount for r in refunds_made] == [-10000]
         assert db.session.scalar(select(func.count(AppliedOperation.id))) == 1
