@@ -306,3 +306,28 @@ def test_applied_keys_are_forgotten_after_seven_days_by_the_job(app, appctx):
         with time_machine.travel(datetime(2026, 11, 29, 10, 1, tzinfo=UTC), tick=False):
             assert jobs.run_job("review_keys").details == {"removed": 1}
         assert _applied("subscription.inventory_add") == (1, 0)
+
+
+def test_a_refused_confirm_rolls_back_and_shows_the_form_ready_to_review_again(app, appctx):
+    with appctx():
+        make_staff("support")
+        reseller = factories.reseller()
+        product = factories.catalog()
+        customer = factories.customer(reseller=reseller)
+        db.session.commit()
+        reseller_id, customer_id, product_id = reseller.id, customer.id, product.id
+    client = _signed_in(app, "support")
+    url = f"/admin/customer/subscribe/{customer_id}/"
+    fields = {"product_id": str(product_id), "term_months": "12", "qty_DV": "1"}
+    review = client.post(url, data={**fields, "step": "review"})
+    token = review_token_from(review.get_data(as_text=True))
+    with appctx():
+        partners.disable_reseller(db.session.get(partners.Reseller, reseller_id),
+                                  reason="Unpaid", actor=None)
+        db.session.commit()
+    refused = client.post(url, data={**fields, "step": "confirm", "review_token": token})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 200 and "disabled" in html
+    assert 'name="step" type="hidden" value="review"' in html
+    with appctx():
+        assert _applied("subscription.create") == (0, 0)

@@ -69,6 +69,7 @@ def review_confirm(operation: Operation, form: ReviewForm, *, show_form: Callabl
     ``show_form()`` renders the page's form again (after a refusal);
     ``show_review(review, token)`` renders the review with the token to confirm it.
     """
+    show_form = _as_new_review(form, show_form)
     if form.step.data != "confirm":
         return _review(operation, form, show_form, show_review)
     claims = _read_token(form, operation)
@@ -106,6 +107,17 @@ def review_confirm(operation: Operation, form: ReviewForm, *, show_form: Callabl
     done = operation.done
     flash(done(result) if callable(done) else done, "success")
     return redirect(applied.result_url, code=303)
+
+
+def _as_new_review(form: ReviewForm, show_form: Callable[[], Any]) -> Callable[[], Any]:
+    """``show_form`` with the form set back to asking for a review, so that pressing its
+    button after a refusal reviews again instead of confirming nothing."""
+
+    def again():
+        form.step.data = "review"
+        return show_form()
+
+    return again
 
 
 def _review(operation: Operation, form: ReviewForm, show_form, show_review):
