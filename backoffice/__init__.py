@@ -14,6 +14,7 @@ from flask import Flask, Response, current_app, g, make_response, request, url_f
 from flask_wtf.csrf import CSRFError
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.routing import IntegerConverter
 
 from . import cli, staff
 from .config import DEFAULT_SECRET_KEY, from_environment
@@ -36,6 +37,8 @@ def create_app(config: Mapping | None = None) -> Flask:
         instance_relative_config=True,
         template_folder=str(PROJECT_ROOT / "templates"),
     )
+    # Before any route exists: every <int:...> in the console's addresses is a record id.
+    app.url_map.converters["int"] = RecordIdConverter
     app.config.update(from_environment(app.instance_path))
     if config:
         app.config.update(config)
@@ -152,6 +155,20 @@ _PLAIN_ERROR_PAGE = (
     "<p>Request id: <code>{request_id}</code></p></body></html>"
 )
 log = logging.getLogger(__name__)
+
+
+#: the largest id a table holds (INTEGER primary keys on PostgreSQL)
+MAX_RECORD_ID = 2 ** 31 - 1
+
+
+class RecordIdConverter(IntegerConverter):
+    """``<int:...>`` in the console's addresses: ASCII digits, at most MAX_RECORD_ID, so an
+    address with a bigger or odd number is a 404 page rather than a database error."""
+
+    regex = r"[0-9]+"
+
+    def __init__(self, map, fixed_digits=0, min=None, max=MAX_RECORD_ID, signed=False):
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 class ConsoleFlask(Flask):

@@ -85,6 +85,28 @@ def test_method_not_allowed_page_keeps_the_allow_header(client_as):
     assert "POST" in response.headers["Allow"]
 
 
+@pytest.mark.parametrize("number", ["2147483648", "99999999999999999999", "9" * 5000, "١٢"])
+def test_an_impossible_record_number_in_an_address_is_a_404(client_as, number):
+    client = client_as("finance")
+    for url in (f"/admin/billing/invoice/{number}", f"/admin/profile/credit/{number}/"):
+        assert_error_page(client.get(url), 404, "There is nothing at this address",
+                          signed_in=True)
+
+
+def test_int_url_parts_are_ascii_record_ids(second_app):
+    app = second_app()
+
+    @app.route("/record/<int:number>")
+    def record(number):
+        return str(number)
+
+    client = app.test_client()
+    assert client.get("/record/2147483647").get_data(as_text=True) == "2147483647"
+    assert client.get("/record/0").get_data(as_text=True) == "0"
+    for odd in ("2147483648", "٣", "-1", "1.0"):
+        assert client.get(f"/record/{odd}").status_code == 404
+
+
 def test_bad_request_page_shows_the_sentence_given_to_abort(second_app, client_as):
     app = second_app()
 

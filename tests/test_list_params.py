@@ -302,6 +302,21 @@ def test_a_list_action_on_a_bad_row_id_changes_nothing(app, appctx, staff, clien
         assert db.session.scalar(select(func.count(AuditEvent.id))) == events
 
 
+@pytest.mark.parametrize("target", ["\r\nSet-Cookie: x=1", "\x00", "/admin/\n", "x" * 3000])
+def test_a_return_address_no_page_makes_is_a_400_page(app, appctx, staff, client_as, target):
+    other = staff("support")
+    client = client_as("admin")
+    details = client.get("/admin/staffuser/details/", query_string={"id": other, "url": target})
+    assert details.status_code == 400
+    assert "The return address in this link is not one the console makes" in \
+        details.get_data(as_text=True)
+    action = client.post("/admin/staffuser/action/", data={
+        "action": "deactivate", "rowid": str(other), "url": target})
+    assert action.status_code == 400
+    with appctx():
+        assert db.session.get(StaffUser, other).active
+
+
 # --------------------------------------------------------------------------- forms
 
 

@@ -192,13 +192,15 @@ MAX_ARGUMENT = 2_000
 MAX_RECORD_ID = 200
 
 _PAGE = re.compile(r"[0-9]{1,7}")
+#: control characters, line breaks and tabs included (none belongs in an address)
+_CONTROL_ANY = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _WHOLE_NUMBER = re.compile(r"-?[0-9]{1,19}")
 _LIST_FILTERS = (FilterInList, BaseIntListFilter, BaseFloatListFilter)
 
 
 def shown(value, limit: int = 40) -> str:
     """A value from an address, safe and short enough to quote in a message."""
-    text = re.sub(r"[\x00-\x1f\x7f-\x9f]", "?", str(value))
+    text = _CONTROL_ANY.sub("?", str(value))
     return text if len(text) <= limit else text[:limit] + "…"
 
 
@@ -290,6 +292,18 @@ class SecureMixin:
 
     def is_accessible(self) -> bool:
         return has_permission(current_user, self.permission)
+
+    def _handle_view(self, name, **kwargs):
+        response = super()._handle_view(name, **kwargs)
+        # Flask-Admin redirects to ``url`` after a form or action: never to one a header
+        # cannot carry (a line break there is an error) or no page of ours makes. (A list
+        # only passes it on, and leaves it out like any other bad argument.)
+        targets = request.values.getlist("url") if name != "index_view" else []
+        if response is None and any(_CONTROL_ANY.search(target) or len(target) > MAX_ARGUMENT
+                                    for target in targets):
+            abort(400, "The return address in this link is not one the console makes. Open "
+                       "the page again from the menu.")
+        return response
 
     def inaccessible_callback(self, name, **kwargs):
         if not current_user.is_authenticated:
