@@ -27,6 +27,7 @@ from .views.base import fmt_date, fmt_datetime, fmt_money
 from .views.forms import has_control_characters
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 
 def create_app(config: Mapping | None = None) -> Flask:
@@ -154,7 +155,6 @@ _PLAIN_ERROR_PAGE = (
     '<p><a href="{back_url}">Go back</a> · <a href="{dashboard}">Back to the dashboard</a></p>'
     "<p>Request id: <code>{request_id}</code></p></body></html>"
 )
-log = logging.getLogger(__name__)
 
 
 #: the largest id a table holds (INTEGER primary keys on PostgreSQL)
@@ -193,7 +193,7 @@ def error_page(code: int, text: str | None = None, title: str | None = None):
     """The console's page for an HTTP error ``code``: in the layout (menu when signed in),
     with what to do, a way back and the request id. Never fails: if the layout cannot be
     rendered, a plain page says the same."""
-    default_title, default_text = ERROR_PAGES.get(code, ("Error", ERROR_PAGES[400][1]))
+    default_title, default_text = ERROR_PAGES.get(code) or ERROR_PAGES[500 if code >= 500 else 400]
     context = {"code": code, "title": title or default_title, "text": text or default_text,
                "request_id": request_id(), "back_url": _back_url()}
     try:
@@ -217,11 +217,13 @@ def _http_error(error: HTTPException):
     text = None
     if isinstance(error, CSRFError):
         text = CSRF_TEXT
+    elif error.code not in ERROR_PAGES and error.code < 500:
+        text = error.description  # Werkzeug's sentence for a code we have none for
     elif error.description and error.description != type(error).description \
             and error.code not in (429, 500):
         text = error.description  # a sentence the code gave with abort(code, "...")
-    body, code, *headers = error_page(error.code, text, ERROR_PAGES.get(
-        error.code, (error.name, None))[0])
+    title = ERROR_PAGES[error.code][0] if error.code in ERROR_PAGES else error.name
+    body, code, *headers = error_page(error.code, text, title)
     response = make_response(body, code, *headers)
     for name, value in error.get_headers():
         if name.lower() not in ("content-type", "content-length"):

@@ -118,6 +118,24 @@ def test_bad_request_page_shows_the_sentence_given_to_abort(second_app, client_a
     assert_error_page(response, 400, "Pick a month that is over.", signed_in=False)
 
 
+def test_other_codes_get_the_page_too(second_app):
+    app = second_app()
+
+    @app.route("/teapot")
+    def teapot():
+        abort(415)
+
+    @app.route("/later")
+    def later():
+        abort(503)
+
+    client = app.test_client()
+    assert_error_page(client.get("/teapot"), 415, "does not support the media type",
+                      signed_in=False)
+    assert_error_page(client.get("/later"), 503, "give an admin the request id",
+                      signed_in=False)
+
+
 def test_missing_csrf_token_is_a_400_page_that_says_what_to_do(second_app, staff):
     staff("support")
     app = second_app(WTF_CSRF_ENABLED=True)
