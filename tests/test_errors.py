@@ -196,6 +196,14 @@ def test_one_multipart_field_over_the_form_memory_limit_is_refused(app, client_a
     assert_error_page(response, 413, "larger than the console accepts", signed_in=True)
 
 
+def test_a_form_with_more_fields_than_max_form_parts_is_refused(app, client_as):
+    client = client_as("admin")
+    fields = {f"field{i}": "x" for i in range(app.config["MAX_FORM_PARTS"] + 1)}
+    response = client.post("/admin/reseller/new/", data=fields,
+                           content_type="multipart/form-data")
+    assert_error_page(response, 413, "larger than the console accepts", signed_in=True)
+
+
 # --------------------------------------------------------------------------- request ids
 
 
