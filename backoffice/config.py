@@ -13,6 +13,14 @@ ENV_PREFIX = "BACKOFFICE"
 #: The key that ships with the code; the app refuses to start with it outside debug/testing.
 DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"
 
+#: the largest request body accepted, in bytes (MAX_CONTENT_LENGTH): no console form is
+#: anywhere near it, and a bigger body is refused before it is read
+MAX_CONTENT_LENGTH = 1024 * 1024
+#: the largest single form field (500 kB, far more than any text a staff member types) and
+#: the most fields in one form
+MAX_FORM_MEMORY_SIZE = 500_000
+MAX_FORM_PARTS = 1_000
+
 
 def _flag(name: str, default: bool) -> bool:
     """Read a boolean environment variable ("1", "true", "yes", "on" are true)."""
@@ -78,4 +86,9 @@ def _documented_settings(instance_path: str) -> dict:
         "PERMANENT_SESSION_LIFETIME": int(os.environ.get("SESSION_LIFETIME_SECONDS", "28800")),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "FLASK_ADMIN_FLUID_LAYOUT": True,
+        # The largest request body accepted (bytes); a larger one gets the 413 page.
+        "MAX_CONTENT_LENGTH": int(os.environ.get("MAX_CONTENT_LENGTH", str(MAX_CONTENT_LENGTH))),
+        # The largest single form field and the most fields a form may have (Flask 3.1+).
+        "MAX_FORM_MEMORY_SIZE": MAX_FORM_MEMORY_SIZE,
+        "MAX_FORM_PARTS": MAX_FORM_PARTS,
     }

@@ -3,14 +3,31 @@
 ``app.py`` calls :func:`configure_logging` before it builds the app, so the web server
 (``make run``, ``gunicorn app:app``) and every ``flask --app app`` command log at INFO to
 standard error. Tests leave logging to pytest.
+
+Every record carries the request id of the request it was made in (``-`` outside one):
+the app sets :data:`REQUEST_ID` when a request starts, and :class:`RequestIdFilter`, on
+the handler, copies it onto each record as ``request_id``.
 """
 
 from __future__ import annotations
 
+import logging
 import logging.config
 import os
+from contextvars import ContextVar
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: the id of the request being handled in this context; "-" outside a request
+REQUEST_ID: ContextVar[str] = ContextVar("backoffice_request_id", default="-")
+
+LOG_FORMAT = "%(asctime)s [%(request_id)s] %(levelname)s %(name)s: %(message)s"
+
+
+class RequestIdFilter(logging.Filter):
+    """Put the current request id on every record (``%(request_id)s`` in the format)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
 
 
 def logging_config(level: str = "INFO") -> dict:
@@ -19,11 +36,13 @@ def logging_config(level: str = "INFO") -> dict:
         "version": 1,
         # Loggers made at import time (backoffice.jobs, werkzeug, gunicorn) keep working.
         "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": RequestIdFilter}},
         "formatters": {"default": {"format": LOG_FORMAT}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
+                "filters": ["request_id"],
                 "stream": "ext://sys.stderr",
             },
         },

@@ -1,27 +1,64 @@
-"""The base views every console page builds on: access by permission, formatting."""
+"""The base views every console page builds on: access by permission, formatting, and
+list and detail addresses that never fail.
+
+Every model view's list and detail page checks what its address asks for before it
+queries: the page, page size, sort column and direction, the search and every filter
+value (enum choices, whole numbers inside their column's range, dates, no control
+characters, bounded lengths), and the record id of details, edit and actions. A bad value
+is left out with a message saying so (a flash, then a 303 to the same list without it);
+an id that cannot name a record goes back to the list with a message. A database error
+while building a list is the last resort: rolled back and answered with a 400 page.
+"""
 
 from __future__ import annotations
 
 import enum
+import logging
+import math
 import re
 from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlencode
 
 from babel.dates import format_date, format_datetime
 from flask import abort, current_app, flash, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView, expose
-from flask_admin.contrib.sqla import ModelView
-from flask_admin.contrib.sqla.filters import FilterConverter
-from flask_admin.model.filters import convert
+from flask_admin.contrib.sqla import ModelView, tools
+from flask_admin.contrib.sqla.filters import (
+    EnumEqualFilter,
+    EnumFilterEmpty,
+    EnumFilterInList,
+    EnumFilterNotEqual,
+    EnumFilterNotInList,
+    FilterConverter,
+    FilterInList,
+)
+from flask_admin.model.filters import (
+    BaseDateBetweenFilter,
+    BaseDateFilter,
+    BaseDateTimeBetweenFilter,
+    BaseDateTimeFilter,
+    BaseFloatFilter,
+    BaseFloatListFilter,
+    BaseIntFilter,
+    BaseIntListFilter,
+    convert,
+)
+from flask_admin.model.helpers import get_mdict_item_or_list
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
-from sqlalchemy import Integer
+from sqlalchemy import JSON, BigInteger, Integer, SmallInteger, String
+from sqlalchemy.exc import DataError, ProgrammingError
 
 from ..dashboard import summary
 from ..errors import DomainError
 from ..extensions import db
 from ..money import format_money
 from ..permissions import Permission, has_permission
+from .forms import ConsoleForm, has_control_characters
+
+log = logging.getLogger(__name__)
 
 
 def _locale() -> str:
@@ -103,23 +140,148 @@ TYPE_FORMATTERS = {
 }
 
 
-#: the largest id an id column holds (PostgreSQL ``integer``)
-MAX_ROW_ID = 2**31 - 1
-_ROW_ID = re.compile(r"[0-9]{1,10}")
+# --------------------------------------------------------------------------- list filters
 
 
-def is_row_id(value) -> bool:
-    """Whether ``value`` (a string from a URL) can be a row's integer id."""
-    text = value if isinstance(value, str) else str(value)
-    return bool(_ROW_ID.fullmatch(text)) and int(text) <= MAX_ROW_ID
+def _enum_member(filter_, value):
+    """Our enum columns store member values (``str_enum``), so filters take values too."""
+    return value if isinstance(value, filter_.enum_class) else filter_.enum_class(value)
+
+
+class EnumValueEqualFilter(EnumEqualFilter):
+    def clean(self, value):
+        return _enum_member(self, value) if self.enum_class else super().clean(value)
+
+
+class EnumValueNotEqualFilter(EnumFilterNotEqual):
+    def clean(self, value):
+        return _enum_member(self, value) if self.enum_class else super().clean(value)
+
+
+class EnumValueInListFilter(EnumFilterInList):
+    def clean(self, value):
+        values = FilterInList.clean(self, value)
+        return [_enum_member(self, v) for v in values] if self.enum_class else values
+
+
+class EnumValueNotInListFilter(EnumFilterNotInList):
+    def clean(self, value):
+        values = FilterInList.clean(self, value)
+        return [_enum_member(self, v) for v in values] if self.enum_class else values
 
 
 class ConsoleFilterConverter(FilterConverter):
-    """Flask-Admin's filters, plus our timezone-aware timestamp column type."""
+    """Flask-Admin's filters, plus our timezone-aware timestamp column type, with enum
+    filters that take the stored values their own choices offer."""
+
+    enum = (EnumValueEqualFilter, EnumValueNotEqualFilter, EnumFilterEmpty,
+            EnumValueInListFilter, EnumValueNotInListFilter)
 
     @convert("UTCDateTime")
     def conv_utc_datetime(self, column, name, **kwargs):
         return [f(column, name, **kwargs) for f in self.datetime_filters]
+
+
+#: the highest page a list opens (0-based, as Flask-Admin counts them)
+MAX_PAGE = 1_000_000
+#: the longest search a list takes, and the longest value of one filter or other argument
+MAX_SEARCH = 200
+MAX_FILTER_VALUE = 500
+MAX_ARGUMENT = 2_000
+#: the longest record id a details, edit or action address may carry
+MAX_RECORD_ID = 200
+
+_PAGE = re.compile(r"[0-9]{1,7}")
+#: control characters, line breaks and tabs included (none belongs in an address)
+_CONTROL_ANY = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,19}")
+_LIST_FILTERS = (FilterInList, BaseIntListFilter, BaseFloatListFilter)
+
+
+def shown(value, limit: int = 40) -> str:
+    """A value from an address, safe and short enough to quote in a message."""
+    text = _CONTROL_ANY.sub("?", str(value))
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def integer_range(column_type) -> tuple[int, int] | None:
+    """The values an integer column holds on every database we run on, else None."""
+    column_type = getattr(column_type, "impl", column_type)
+    if isinstance(column_type, SmallInteger):
+        return -(2 ** 15), 2 ** 15 - 1
+    if isinstance(column_type, BigInteger):
+        return -(2 ** 63), 2 ** 63 - 1
+    if isinstance(column_type, Integer):
+        return -(2 ** 31), 2 ** 31 - 1
+    return None
+
+
+def column_value(column, text: str):
+    """``text`` as a value of ``column`` (a record id part), or None when it cannot be one."""
+    bounds = integer_range(column.type)
+    if bounds is not None:
+        if not _WHOLE_NUMBER.fullmatch(text) or not bounds[0] <= int(text) <= bounds[1]:
+            return None
+        return int(text)
+    length = getattr(column.type, "length", None) if isinstance(column.type, String) else None
+    if length is not None and len(text) > length:
+        return None
+    return text
+
+
+def _filter_label(filter_) -> str:
+    return f"{filter_.name} {filter_.operation()}".strip()
+
+
+def filter_value_problem(filter_, value: str) -> str | None:
+    """Why ``value`` cannot be used with list filter ``filter_``, or None when it can."""
+    label = _filter_label(filter_)
+    if len(value) > MAX_FILTER_VALUE:
+        return f"The filter “{label}” takes at most {MAX_FILTER_VALUE} characters."
+    if has_control_characters(value):
+        return f"Remove the control characters (such as NUL) from the filter “{label}”."
+    parts = ([v.strip() for v in value.split(",") if v.strip()]
+             if isinstance(filter_, _LIST_FILTERS) else [value])
+    column = getattr(filter_, "column", None)
+    choices = getattr(getattr(column, "type", None), "enums", None)
+    if getattr(filter_, "enum_class", None) is not None and choices \
+            and not isinstance(filter_, EnumFilterEmpty):
+        for part in parts:
+            if part not in choices:
+                return (f"“{shown(part)}” is not a choice of the filter “{label}”; choose "
+                        f"one of: {', '.join(choices)}.")
+    if isinstance(filter_, (BaseIntFilter, BaseIntListFilter)):
+        low, high = integer_range(getattr(column, "type", None)) or (-(2 ** 63), 2 ** 63 - 1)
+        for part in parts:
+            if not _WHOLE_NUMBER.fullmatch(part) or not low <= int(part) <= high:
+                return (f"The filter “{label}” takes whole numbers from {low:,} to {high:,}; "
+                        f"“{shown(part)}” is not one.")
+    if isinstance(filter_, (BaseFloatFilter, BaseFloatListFilter)):
+        for part in parts:
+            try:
+                number = float(part)
+            except ValueError:
+                number = math.nan
+            if not part.isascii() or not math.isfinite(number):
+                return f"The filter “{label}” takes numbers; “{shown(part)}” is not one."
+    try:
+        valid = filter_.validate(value)
+    except (ValueError, TypeError, KeyError, OverflowError):
+        valid = False
+    if not valid:
+        hint = ""
+        if isinstance(filter_, (BaseDateFilter, BaseDateBetweenFilter)):
+            hint = " Dates are written YYYY-MM-DD, e.g. 2026-11-22."
+        elif isinstance(filter_, (BaseDateTimeFilter, BaseDateTimeBetweenFilter)):
+            hint = " Times are written YYYY-MM-DD HH:MM:SS, e.g. 2026-11-22 09:30:00."
+        return f"“{shown(value)}” is not a value the filter “{label}” can use.{hint}"
+    return None
+
+
+def _is_json(column) -> bool:
+    if isinstance(column, (list, tuple)):
+        return any(_is_json(c) for c in column)
+    return isinstance(getattr(column, "type", None), JSON)
 
 
 class SecureMixin:
@@ -130,6 +292,18 @@ class SecureMixin:
 
     def is_accessible(self) -> bool:
         return has_permission(current_user, self.permission)
+
+    def _handle_view(self, name, **kwargs):
+        response = super()._handle_view(name, **kwargs)
+        # Flask-Admin redirects to ``url`` after a form or action: never to one a header
+        # cannot carry (a line break there is an error) or no page of ours makes. (A list
+        # only passes it on, and leaves it out like any other bad argument.)
+        targets = request.values.getlist("url") if name != "index_view" else []
+        if response is None and any(_CONTROL_ANY.search(target) or len(target) > MAX_ARGUMENT
+                                    for target in targets):
+            abort(400, "The return address in this link is not one the console makes. Open "
+                       "the page again from the menu.")
+        return response
 
     def inaccessible_callback(self, name, **kwargs):
         if not current_user.is_authenticated:
@@ -171,7 +345,8 @@ class ReadOnlyModelView(SecureMixin, ModelView):
     can_view_details = True
     can_set_page_size = True
     page_size = 50
-    form_base_class = FlaskForm
+    #: every form Flask-Admin builds refuses control characters (see views/forms.py)
+    form_base_class = ConsoleForm
     column_type_formatters = {**ModelView.column_type_formatters, **TYPE_FORMATTERS}
     column_type_formatters_detail = TYPE_FORMATTERS
     column_display_pk = True
@@ -186,17 +361,152 @@ class ReadOnlyModelView(SecureMixin, ModelView):
         if self.column_formatters and not self.column_formatters_detail:
             self.column_formatters_detail = self.column_formatters
 
-    def get_one(self, id):
-        """The row with this id, or None when no row can have it.
+    def get_sortable_columns(self):
+        """Sortable columns, without JSON ones: PostgreSQL cannot order by ``json``."""
+        columns = super().get_sortable_columns()
+        return {name: column for name, column in columns.items() if not _is_json(column)}
 
-        On PostgreSQL an ``?id=`` such as "abc" or a number beyond the column's range is a
-        database error, not a missing row; Flask-Admin then says the record does not exist.
-        """
-        primary_key = self.model.__mapper__.primary_key
-        if (len(primary_key) == 1 and isinstance(primary_key[0].type, Integer)
-                and not is_row_id(id)):
+    # ----------------------------------------------------------------------- the list
+
+    @expose("/")
+    def index_view(self):
+        """The list, once its address is checked (see :meth:`list_argument_problems`)."""
+        problems, refused = self.list_argument_problems()
+        if problems:
+            for problem in problems:
+                flash(problem, "error")
+            kept = [(k, v) for k, v in request.args.items(multi=True) if k not in refused]
+            url = self.get_url(".index_view")
+            return redirect(f"{url}?{urlencode(kept)}" if kept else url, 303)
+        try:
+            return super().index_view()
+        except (DataError, ProgrammingError, OverflowError):
+            # Everything the address holds was checked above; this is the last resort.
+            db.session.rollback()
+            log.warning("The %s list could not be built for %s", self.endpoint,
+                        shown(request.full_path, 300), exc_info=True)
+            abort(400, "This list cannot be shown with these filters or this search. Open "
+                       "the list again from the menu and change them.")
+
+    def list_argument_problems(self) -> tuple[list[str], set[str]]:
+        """What is wrong with the list's address: (messages, the arguments to leave out)."""
+        problems: list[str] = []
+        refused: set[str] = set()
+
+        def refuse(name: str, message: str) -> None:
+            if name not in refused:
+                refused.add(name)
+                problems.append(message)
+
+        for name, value in request.args.items(multi=True):
+            if has_control_characters(name) or has_control_characters(value):
+                what = "the search" if name == "search" else f"“{shown(name)}”"
+                refuse(name, f"Remove the control characters (such as NUL) from {what}; "
+                             "it was left out.")
+            elif name == "page":
+                if value and not (_PAGE.fullmatch(value) and int(value) <= MAX_PAGE):
+                    refuse(name, f"“{shown(value)}” is not a page of this list, so it opens "
+                                 "at its first page.")
+            elif name == "page_size":
+                sizes = sorted({*self.page_size_options, self.page_size})
+                if value and value != "0" and not (
+                        value.isdigit() and value.isascii() and int(value) in sizes):
+                    refuse(name, f"“{shown(value)}” is not a page size of this list "
+                                 f"({', '.join(map(str, sizes))}), so it shows "
+                                 f"{self.page_size} rows a page.")
+            elif name == "sort":
+                if not self._sortable_index(value):
+                    refuse(name, f"This list cannot be sorted by column “{shown(value)}”, so "
+                                 "it is in its usual order.")
+            elif name == "desc":
+                if value not in ("", "0", "1"):
+                    refuse(name, f"“{shown(value)}” is not a sort direction (0 or 1), so the "
+                                 "list is sorted the usual way.")
+            elif name == "search":
+                if len(value) > MAX_SEARCH:
+                    refuse(name, f"Search for at most {MAX_SEARCH} characters; the search "
+                                 "was left out.")
+            elif name.startswith("flt"):
+                problem = self._filter_argument_problem(name, value)
+                if problem:
+                    refuse(name, f"{problem} The filter was left out.")
+            elif len(name) > 100 or len(value) > MAX_ARGUMENT:
+                refuse(name, f"“{shown(name)}” is too long for a list address; it was "
+                             "left out.")
+        return problems, refused
+
+    def _sortable_index(self, value: str) -> bool:
+        if not (value.isdigit() and value.isascii() and len(value) <= 4):
+            return False
+        column = self._get_column_by_idx(int(value))
+        return column is not None and column[0] in self._sortable_columns
+
+    def _filter_argument_problem(self, name: str, value: str) -> str | None:
+        """As Flask-Admin reads ``flt<position>_<filter>``; unknown filters are refused."""
+        _position, _, key = name[3:].partition("_")
+        found = (self._filter_args or {}).get(key) if key else None
+        if found is None:
+            return f"This list has no filter “{shown(name)}”."
+        return filter_value_problem(found[1], value)
+
+    # ----------------------------------------------------------------------- one record
+
+    def record_key(self, raw) -> tuple | None:
+        """The primary key an ``id`` from an address names, or None when it cannot name a
+        record (wrong type, out of range, too long, control characters, several ids)."""
+        if not isinstance(raw, str) or not raw or len(raw) > MAX_RECORD_ID \
+                or has_control_characters(raw):
             return None
-        return super().get_one(id)
+        parts = tools.iterdecode(raw)
+        columns = self.model.__mapper__.primary_key
+        # exactly as Flask-Admin writes ids (get_pk_value): "1.5" is not a way to say 15
+        if len(parts) != len(columns) or ",".join(map(tools.escape, parts)) != raw:
+            return None
+        key = tuple(column_value(column, part) for column, part in zip(columns, parts, strict=True))
+        return None if any(part is None for part in key) else key
+
+    def get_one(self, id):
+        key = self.record_key(id)
+        return None if key is None else db.session.get(self.model, key)
+
+    def _refuse_record_id(self):
+        """A redirect to the list with a message when the address names no record."""
+        raw = get_mdict_item_or_list(request.args, "id")
+        if raw is None or raw == "":
+            flash("Choose a record from the list to open it.", "error")
+        elif self.record_key(raw) is None:
+            given = ", ".join(raw) if isinstance(raw, (list, tuple)) else raw
+            flash(f"“{shown(given)}” is not the id of a record in {self.name}; choose one "
+                  "from the list.", "error")
+        else:
+            return None
+        return redirect(self.get_url(".index_view"), 303)
+
+    @expose("/details/")
+    def details_view(self):
+        if self.can_view_details:
+            refusal = self._refuse_record_id()
+            if refusal is not None:
+                return refusal
+        return super().details_view()
+
+    @expose("/edit/", methods=("GET", "POST"))
+    def edit_view(self):
+        if self.can_edit:
+            refusal = self._refuse_record_id()
+            if refusal is not None:
+                return refusal
+        return super().edit_view()
+
+    @expose("/action/", methods=("POST",))
+    def action_view(self):
+        """A list action, once every selected row id is one a record can have."""
+        bad = [i for i in request.form.getlist("rowid") if self.record_key(i) is None]
+        if bad:
+            flash(f"“{shown(bad[0])}” is not the id of a record in {self.name}; nothing was "
+                  "changed. Select the rows in the list and try again.", "error")
+            return redirect(self.get_url(".index_view"), 303)
+        return super().action_view()
 
 
 class DomainModelView(ReadOnlyModelView):
@@ -215,10 +525,10 @@ class DomainModelView(ReadOnlyModelView):
     edit_form_class: type[FlaskForm] | None = None
 
     def get_create_form(self):
-        return self.create_form_class or super().get_create_form()
+        return console_form(self.create_form_class or super().get_create_form())
 
     def get_edit_form(self):
-        return self.edit_form_class or super().get_edit_form()
+        return console_form(self.edit_form_class or super().get_edit_form())
 
     @property
     def can_create(self) -> bool:  # type: ignore[override]
@@ -261,6 +571,16 @@ class DomainModelView(ReadOnlyModelView):
 
     def update_from_form(self, form, model):
         raise NotImplementedError
+
+
+def console_form(form_class: type) -> type[ConsoleForm]:
+    """``form_class`` refusing control characters like every console form: itself when it
+    derives from ConsoleForm, else a subclass of it and ConsoleForm."""
+    if issubclass(form_class, ConsoleForm):
+        return form_class
+    metaclass: Any = type(form_class)
+    return metaclass(form_class.__name__, (form_class, ConsoleForm),
+                     {"__module__": form_class.__module__})
 
 
 def run_domain(operation, success_message: str | None = None):

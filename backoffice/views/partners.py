@@ -48,14 +48,13 @@ from ..models import (
 )
 from ..permissions import Permission
 from .base import (
-    MAX_ROW_ID,
     DomainModelView,
     ReadOnlyModelView,
     link_formatter,
     links_formatter,
 )
 from .finance import customer_transactions_url
-from .forms import ConsoleForm, DayField, ReviewForm, quantities, quantity_form
+from .forms import MAX_ROW_ID, ConsoleForm, DayField, ReviewForm, quantities, quantity_form
 from .review import Operation, review_confirm
 
 CATEGORY = "Partners"
