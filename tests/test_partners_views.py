@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import pytest
 import time_machine
@@ -1050,6 +1051,10 @@ def test_an_unknown_or_huge_id_on_the_edit_and_details_pages_is_no_error(client_
     client = client_as("admin")
     for page in ("edit", "details"):
         response = client.get(f"/admin/{view}/{page}/?id={ident}")
-        assert response.status_code == 302  # back to the list, with a message
-    response = client.post(f"/admin/{view}/edit/?id={ident}", data=RESELLER_FORM)
-    assert response.status_code == 302
+        assert response.status_code == 303  # back to the list, with a message
+        assert urlsplit(response.headers["Location"]).path == f"/admin/{view}/"
+    response = client.post(f"/admin/{view}/edit/?id={ident}", data=RESELLER_FORM,
+                           follow_redirects=True)
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "is not the id of a record" in text or "Choose a record from the list" in text

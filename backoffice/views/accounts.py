@@ -46,6 +46,7 @@ from .base import (
     run_domain,
 )
 from .forms import (
+    MAX_ROW_ID,
     ConsoleForm,
     MoneyField,
     ReviewForm,
@@ -59,12 +60,6 @@ CATEGORY = "Accounts"
 SEARCH_LIMIT = 20
 #: the longest search text (an email address, ``profile.email``)
 MAX_SEARCH = 254
-#: the longest value any query-string parameter of these pages may have
-MAX_ARG = 2000
-#: the largest row id a form or a query string may name (the id columns are INTEGER)
-MAX_ROW_ID = 2_147_483_647
-#: the largest list page number a query string may ask for
-MAX_PAGE = 1_000_000
 
 
 def _like(text: str) -> str:
@@ -91,46 +86,6 @@ def _search_text(raw: str | None, default: str = "") -> str:
         flash(f"Search for at most {MAX_SEARCH} characters.", "error")
         return ""
     return text
-
-
-def _query_args_problem(view_name: str) -> str | None:
-    """Why the query string cannot be used, or None. Checked before Flask-Admin or a page
-    reads it, so a NUL byte, a huge value or an id out of range never reaches the
-    database."""
-    for key, values in request.args.lists():
-        for value in (key, *values):
-            if has_control_characters(value):
-                return "Remove the control characters (such as NUL) from the address."
-            if len(value) > MAX_ARG:
-                return f"A search or filter can be at most {MAX_ARG} characters."
-    page = request.args.get("page")
-    if page is not None and not (page.isascii() and page.isdigit()
-                                 and int(page) <= MAX_PAGE):
-        return "There is no such page."
-    if view_name == "details_view" and not _is_row_id(request.args.get("id")):
-        return "Record does not exist."
-    return None
-
-
-def _is_row_id(raw: str | None) -> bool:
-    return (raw is not None and raw.isascii() and raw.isdigit() and len(raw) <= 10
-            and 1 <= int(raw) <= MAX_ROW_ID)
-
-
-class AccountsModelView(ReadOnlyModelView):
-    """A read-only view of the Accounts menu whose query strings are checked first."""
-
-    def _handle_view(self, name, **kwargs):
-        response = super()._handle_view(name, **kwargs)
-        if response is not None:
-            return response
-        problem = _query_args_problem(name)
-        if problem is None:
-            return None
-        flash(problem, "error")
-        if name == "details_view":
-            return redirect(self.get_url(".index_view"), code=303)
-        return redirect(request.path, code=303)
 
 
 # --------------------------------------------------------------------------- forms
@@ -238,7 +193,7 @@ class LegacyTransferForm(ReviewForm):
 # --------------------------------------------------------------------------- profiles
 
 
-class ProfileView(AccountsModelView):
+class ProfileView(ReadOnlyModelView):
     column_list = ("id", "email", "name", "currency", "organization", "org_role",
                    "credit_balance", "created_at")
     column_details_list = ("id", "email", "name", "currency", "organization", "org_role",
@@ -418,7 +373,7 @@ def _unlinked(profile: Profile, review: accounts.UnlinkReview) -> accounts.Unlin
 # --------------------------------------------------------------------------- organizations
 
 
-class OrganizationView(AccountsModelView):
+class OrganizationView(ReadOnlyModelView):
     column_list = ("id", "name", "main_contact", "created_at")
     column_details_list = ("id", "name", "main_contact", "members", "financial_terms",
                            "created_at")
@@ -438,7 +393,7 @@ class OrganizationView(AccountsModelView):
 # --------------------------------------------------------------------------- corporate requests
 
 
-class CorporateRequestView(AccountsModelView):
+class CorporateRequestView(ReadOnlyModelView):
     """The queue of open requests (oldest first); ``?all=1`` shows every request."""
 
     column_list = ("id", "organization_name", "main_contact_email", "secondary_emails",
@@ -570,7 +525,7 @@ def _transfer_state(_view, _context, model: LegacyAccount, _name) -> Markup | st
         fmt_datetime(model.transferred_at))
 
 
-class LegacyAccountView(AccountsModelView):
+class LegacyAccountView(ReadOnlyModelView):
     column_list = ("id", "legacy_number", "email", "name", "currency", "credit_balance",
                    "transfer_state", "transferred_by")
     column_details_list = ("id", "legacy_number", "email", "name", "currency",
@@ -643,7 +598,7 @@ class LegacyAccountView(AccountsModelView):
 # --------------------------------------------------------------------------- orders
 
 
-class OrderView(AccountsModelView):
+class OrderView(ReadOnlyModelView):
     column_list = ("number", "placed_by", "paid_by", "status", "payment_method", "currency",
                    "total", "created_at", "paid_at")
     column_details_list = ("number", "placed_by", "paid_by", "status", "payment_method",
@@ -666,7 +621,7 @@ class OrderView(AccountsModelView):
         return tracking_url(ca_reference)
 
 
-class OrderItemView(AccountsModelView):
+class OrderItemView(ReadOnlyModelView):
     column_list = ("id", "order", "certificate_type", "quantity", "unit_price", "amount")
     column_filters = ("certificate_type.code",)
     column_formatters = {
@@ -681,7 +636,7 @@ def _tracking_link(_view, _context, model: License, _name) -> Markup:
         tracking_url(model.ca_reference), model.ca_reference)
 
 
-class LicenseView(AccountsModelView):
+class LicenseView(ReadOnlyModelView):
     column_list = ("ca_reference", "kind", "order_item.order", "acme_directory_url",
                    "eab_key_id", "created_at")
     column_searchable_list = ("ca_reference",)
@@ -691,7 +646,7 @@ class LicenseView(AccountsModelView):
                      "eab_key_id": "EAB key id", "acme_directory_url": "ACME directory URL"}
 
 
-class CreditEntryView(AccountsModelView):
+class CreditEntryView(ReadOnlyModelView):
     column_list = ("id", "profile", "kind", "amount", "balance_after", "order",
                    "legacy_account", "actor", "memo", "created_at")
     column_filters = ("kind", "created_at", "profile.email")
