@@ -386,3 +386,10 @@ def test_support_sees_the_preview_but_cannot_issue(november_committed, client_as
                                            "step": step}).status_code == 403
     with appctx():
         assert _invoices() == []
+
+
+def test_issuing_with_a_blank_month_is_a_message(client_as):
+    response = client_as("finance").post("/admin/billing/monthly-invoices/",
+                                         data={"month": "\r\n"})
+    assert response.status_code == 400
+    assert "Choose the month to issue" in response.get_data(as_text=True)

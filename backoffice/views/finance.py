@@ -427,6 +427,9 @@ class MonthlyInvoicesView(SecureBaseView):
                     flash(error, "error")
             return self._page(None, MonthChoiceForm(formdata=None)), 400
         month = form.month.data
+        if month is None:
+            flash("Choose the month to issue, as YYYY-MM (e.g. 2026-11).", "error")
+            return self._page(None, MonthChoiceForm(formdata=None)), 400
         page_url = url_for(".index", month=f"{month:%Y-%m}")
 
         def show_form():
