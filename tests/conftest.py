@@ -164,6 +164,21 @@ def bound_to(app, connection: sa.Connection):
         engines[None] = engine
 
 
+@contextmanager
+def rolled_back(app, engine):
+    """``app`` works on one connection of ``engine`` inside a transaction rolled back at
+    the end; every commit inside releases a savepoint."""
+    with engine.connect() as connection:
+        outer = connection.begin()
+        try:
+            with bound_to(app, connection):
+                yield connection
+        finally:
+            with app.app_context():
+                db.session.remove()
+            outer.rollback()
+
+
 @pytest.fixture(autouse=True)
 def database(request, app):
     """Every test starts with empty tables and leaves nothing behind.
@@ -182,15 +197,8 @@ def database(request, app):
         return
     with app.app_context():
         engine = db.engine
-    with engine.connect() as connection:
-        outer = connection.begin()
-        try:
-            with bound_to(app, connection):
-                yield connection
-        finally:
-            with app.app_context():
-                db.session.remove()
-            outer.rollback()
+    with rolled_back(app, engine) as connection:
+        yield connection
 
 
 @pytest.fixture(scope="session")
@@ -224,15 +232,8 @@ DEMO_PROFILES = 30
 @pytest.fixture
 def demo(app, demo_engine):
     """The test works on the seeded demo database, inside a transaction rolled back after."""
-    with demo_engine.connect() as connection:
-        outer = connection.begin()
-        try:
-            with bound_to(app, connection):
-                yield connection
-        finally:
-            with app.app_context():
-                db.session.remove()
-            outer.rollback()
+    with rolled_back(app, demo_engine) as connection:
+        yield connection
 
 
 @pytest.fixture
