@@ -195,10 +195,15 @@ class StaffUser(db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[StaffRole] = mapped_column(str_enum(StaffRole, "staff_role"))
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
-    #: Base32 TOTP secret once two-factor sign-in is enrolled.
+    #: Base32 TOTP secret, set while enrolling and kept once two-factor sign-in is on.
     totp_secret: Mapped[str | None] = mapped_column(String(64))
+    #: when two-factor sign-in was confirmed with a first code; None while not enrolled
+    totp_enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the TOTP time step of the last code accepted, so no code is used twice
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = created_at_column()
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     # Flask-Login protocol
     @property
@@ -218,6 +223,59 @@ class StaffUser(db.Model):
 
     def __str__(self) -> str:
         return self.email
+
+
+class StaffSession(db.Model):
+    """One signed-in browser session of a staff member, checked on every request.
+
+    The session cookie carries only ``key``; ending the row (sign-out, password change,
+    deactivation, role change, 2FA reset, or an admin) ends the session at once.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: SHA-256 of the random key the cookie carries (the key itself is never stored)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = fk("staff_user.id")
+    created_at: Mapped[datetime] = created_at_column()
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    #: the client address and browser it was opened from
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(256), default="")
+    #: False between the password and the second factor
+    second_factor_done: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                     server_default=text("false"))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: why it ended: "sign-out", "password", "deactivated", "role", "2fa-reset", "admin", ...
+    end_reason: Mapped[str] = mapped_column(String(32), default="")
+
+    user: Mapped[StaffUser] = relationship()
+
+    __table_args__ = (Index("ix_staff_session_open", "user_id", "ended_at"),)
+
+
+class RecoveryCode(db.Model):
+    """A one-time two-factor recovery code, stored hashed."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = fk("staff_user.id")
+    code_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = created_at_column()
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PasswordResetToken(db.Model):
+    """A one-time password-reset link an admin made; valid for an hour, stored hashed."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: SHA-256 of the token in the link
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = fk("staff_user.id")
+    created_by_id: Mapped[int | None] = fk("staff_user.id", nullable=True)
+    created_at: Mapped[datetime] = created_at_column()
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[StaffUser] = relationship(foreign_keys=[user_id])
 
 
 # --------------------------------------------------------------------------- catalog
@@ -831,6 +889,16 @@ class AuditEvent(db.Model):
     actor: Mapped[StaffUser | None] = relationship()
 
     __table_args__ = (Index("ix_audit_event_target", "target_type", "target_id"),)
+
+
+class AuditCheckpoint(db.Model):
+    """The audit chain's head as the nightly check found it: a later check compares the
+    chain against it, so a removed tail or a rewritten chain is found."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = created_at_column()
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class JobRun(db.Model):
