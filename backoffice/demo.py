@@ -74,12 +74,13 @@ def seed(*, profiles: int = 300, rng_seed: int = 20261122) -> dict[str, int]:
     ):
         return {}
     rng = random.Random(rng_seed)
-    now = datetime.combine(today(), time(9, 0), tzinfo=UTC)
+    now = utcnow()
     counts: dict[str, int] = {}
 
-    def at(days_ago: int, hour: int | None = None) -> datetime:
-        return now - timedelta(days=days_ago) + timedelta(hours=hour if hour is not None
-                                                          else rng.randint(0, 8))
+    def at(days_ago: int, hours_earlier: int | None = None) -> datetime:
+        """A moment ``days_ago`` days back, a few hours earlier still: never in the future."""
+        hours = hours_earlier if hours_earlier is not None else rng.randint(0, 8)
+        return now - timedelta(days=days_ago, hours=hours)
 
     with clock_at(at(200, 0)):
         _catalog(counts)

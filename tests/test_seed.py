@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -10,7 +11,15 @@ from dateutil.relativedelta import relativedelta
 
 from backoffice.audit import verify_chain
 from backoffice.extensions import db
-from backoffice.models import AuditEvent, CreditEntry, License, Order, Profile, Subscription
+from backoffice.models import (
+    AuditEvent,
+    CreditEntry,
+    License,
+    Order,
+    Profile,
+    Subscription,
+    UTCDateTime,
+)
 from backoffice.models import Counter as CounterRow
 
 
@@ -114,3 +123,21 @@ def test_seeded_data_obeys_every_rule(demo, appctx):
         _subscription_terms_end_after_their_months(session)
         _seeded_audit_chain_verifies(session)
         _seeded_document_numbers_have_no_gaps(session)
+
+
+@pytest.mark.clock(datetime(2026, 12, 3, 6, 30, tzinfo=UTC))
+def test_seeded_data_is_never_stamped_in_the_future(app, appctx, seeded):
+    """Seeded at 06:30, before the working day: no row is dated after that moment."""
+    now = datetime(2026, 12, 3, 6, 30, tzinfo=UTC)
+    with appctx():
+        latest = {}
+        for table in db.metadata.sorted_tables:
+            for column in table.columns:
+                if isinstance(column.type, UTCDateTime):
+                    value = db.session.scalar(sa.select(sa.func.max(column)))
+                    if value is not None:
+                        latest[f"{table.name}.{column.name}"] = value
+    assert latest, "the seeder stamps rows"
+    assert max(latest.values()) > now - timedelta(days=7), "recent activity is seeded"
+    late = {name: value for name, value in latest.items() if value > now}
+    assert not late, late
