@@ -125,10 +125,12 @@ def test_seeded_data_obeys_every_rule(demo, appctx):
         _seeded_document_numbers_have_no_gaps(session)
 
 
-@pytest.mark.clock(datetime(2026, 12, 3, 6, 30, tzinfo=UTC))
-def test_seeded_data_is_never_stamped_in_the_future(app, appctx, seeded):
-    """Seeded at 06:30, before the working day: no row is dated after that moment."""
-    now = datetime(2026, 12, 3, 6, 30, tzinfo=UTC)
+@pytest.mark.clock(datetime(2026, 12, 3, 0, 30, tzinfo=UTC))
+def test_seeded_data_is_never_stamped_in_the_future(app, appctx):
+    """Seeded at 00:30 with the default size: no row is dated after that moment."""
+    now = datetime(2026, 12, 3, 0, 30, tzinfo=UTC)
+    result = app.test_cli_runner().invoke(args=["seed-demo", "--profiles", "300"])
+    assert result.exit_code == 0, result.output
     with appctx():
         latest = {}
         for table in db.metadata.sorted_tables:
