@@ -43,7 +43,7 @@ instance/secret_key:
 ## empty (printing the login once), then serve on 127.0.0.1:5000 with the scheduler.
 run: $(VENV)/.runtime instance/secret_key
 	$(BIN)/flask db upgrade
-	$(BIN)/flask bootstrap
+	$(BIN)/flask bootstrap --url http://$(HOST):$(PORT)
 	SCHEDULER_ENABLED=1 $(BIN)/flask run --host $(HOST) --port $(PORT) --no-reload
 
 ## make test: the whole suite (PostgreSQL too when TEST_DATABASE_URL is set).

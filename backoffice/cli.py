@@ -85,8 +85,10 @@ def seed_demo_command(profiles: int) -> None:
 @click.command("bootstrap")
 @click.option("--admin-email", default="admin@example.com", show_default=True)
 @click.option("--demo/--no-demo", default=True, show_default=True)
+@click.option("--url", default="http://127.0.0.1:5000", show_default=True,
+              help="Where the console will be served, for the sign-in address printed.")
 @with_appcontext
-def bootstrap_command(admin_email: str, demo: bool) -> None:
+def bootstrap_command(admin_email: str, demo: bool, url: str) -> None:
     """First start: seed demo data when empty and create a first admin, printing its login."""
     has_staff = (db.session.scalar(select(func.count(StaffUser.id))) or 0) > 0
     try:
@@ -103,7 +105,7 @@ def bootstrap_command(admin_email: str, demo: bool) -> None:
     except DomainError as exc:
         _fail(str(exc))
     if password:
-        click.secho("First admin created. Sign in at http://127.0.0.1:5000/login with", fg="green")
+        click.secho(f"First admin created. Sign in at {url.rstrip('/')}/login with", fg="green")
         click.secho(f"  email:    {admin_email}\n  password: {password}", fg="green")
         click.echo("This password is shown only once.")
 
