@@ -24,8 +24,10 @@ from .validation import positive_counts
 #: how long after a charge it can still be refunded (inclusive, to the second)
 REFUND_WINDOW = timedelta(days=30)
 
-#: who staff turn to when the window has closed
-WINDOW_HELP = "ask an admin or the finance lead, who can arrange a credit instead"
+#: what staff can do once the window has closed: the rule holds for every role, and partner
+#: customers have no credit balance, so the remedy is fewer certificates from the next term
+WINDOW_HELP = ("no role can refund it; to stop paying for unused certificates, lower the "
+               "quantities at the subscription's next renewal")
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def _check_refundable(transaction: Transaction, now: datetime) -> None:
         raise Conflict(
             f"{transaction} was charged on {_stamp(transaction.created_at)}, more than 30 days "
             f"ago: refunds are only possible within 30 days of a charge (until "
-            f"{_stamp(refundable_until(transaction))}). For an exception, {WINDOW_HELP}.")
+            f"{_stamp(refundable_until(transaction))}). After that {WINDOW_HELP}.")
 
 
 def _line_amount(line: TransactionLine, count: int) -> tuple[int, bool]:

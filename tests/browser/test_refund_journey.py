@@ -49,7 +49,7 @@ def test_finance_refunds_part_of_a_recent_charge_and_finds_it_on_the_next_invoic
     page.goto(ids["url"])
     expect(page.get_by_test_id(f"state-{ids['old']}")).to_contain_text(
         "window closed — older than 30 days")
-    expect(page.get_by_test_id(f"state-{ids['old']}")).to_contain_text("admin or the finance lead")
+    expect(page.get_by_test_id(f"state-{ids['old']}")).to_contain_text("no role can refund it")
     expect(page.get_by_test_id(f"select-{ids['old']}")).to_have_count(0)
     expect(page.get_by_test_id(f"state-{ids['recent']}")).to_contain_text("refundable until")
 
