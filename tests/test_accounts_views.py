@@ -1015,3 +1015,28 @@ def test_signed_out_post_is_sent_to_login(app, world):
     response = app.test_client().post(f"/admin/profile/upgrade/{world['ann']}/",
                                       data={"organization_name": "X"})
     assert response.status_code == 302 and "/login" in response.location
+
+
+def test_a_request_whose_main_contact_has_no_profile_offers_no_completion(
+        client_as, world, appctx):
+    client = client_as("support")
+    client.post("/admin/corporaterequest/enter/", data={
+        "organization_name": "Nobody Ltd", "main_contact_email": "ghost@nobody.example.com",
+        "secondary_emails": "bob@acme.example.com"})
+    with appctx():
+        request_id = db.session.scalar(select(CorporateRequest.id))
+        before = snapshot()
+    page = _text(client.get(f"/admin/corporaterequest/details/?id={request_id}"))
+    blocker = re.search(r'data-testid="complete-blocker">(.*?)</p>', page, re.S)
+    assert blocker and "ghost@nobody.example.com" in blocker.group(1)
+    assert f"/admin/corporaterequest/complete/{request_id}/" not in page
+    assert "email is queued" not in page
+    # the address typed by hand: back to the request with the reason, nothing to confirm
+    response = client.get(f"/admin/corporaterequest/complete/{request_id}/",
+                          follow_redirects=True)
+    html = _text(response)
+    assert 'name="review_token"' not in html and "email is queued" not in html
+    assert "ghost@nobody.example.com" in _flashes(html)
+    with appctx():
+        assert snapshot() == before
+        assert _count(OutboxEmail) == 0

@@ -428,6 +428,15 @@ class CorporateRequestView(ReadOnlyModelView):
     def matches(self, corporate_request: CorporateRequest) -> dict:
         return accounts.request_matches(corporate_request)
 
+    def completion_blocker(self, corporate_request: CorporateRequest) -> str | None:
+        """Why the request cannot be completed as it stands (no profile for the main
+        contact, a profile in another organization...), or None when it can."""
+        try:
+            accounts.quote_corporate_request_completion(corporate_request)
+        except DomainError as refusal:
+            return str(refusal)
+        return None
+
     def render(self, template, **kwargs):
         if template == self.details_template and "model" in kwargs:
             kwargs.setdefault("reject_form", RejectForm(formdata=None))
