@@ -1058,3 +1058,25 @@ def test_an_unknown_or_huge_id_on_the_edit_and_details_pages_is_no_error(client_
     text = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "is not the id of a record" in text or "Choose a record from the list" in text
+
+
+def test_a_disabled_resellers_subscription_offers_no_additions(client_as, appctx,
+                                                               disabled_reseller_id):
+    with appctx() as session:
+        subscription = session.scalar(select(Subscription).join(Customer).where(
+            Customer.reseller_id == disabled_reseller_id))
+        sid, reseller_name = subscription.id, subscription.customer.reseller.company_name
+    page = client_as("support").get(f"/admin/subscription/details/?id={sid}").get_data(
+        as_text=True)
+    assert f"/admin/subscription/inventory/{sid}/" not in page
+    assert "Add inventory" not in page
+    assert f"No additions while its reseller {reseller_name} is disabled" in page
+
+
+def test_an_active_resellers_subscription_offers_additions(client_as, appctx, reseller_id):
+    with appctx() as session:
+        sid = session.scalar(select(Subscription.id).join(Customer).where(
+            Customer.reseller_id == reseller_id))
+    page = client_as("support").get(f"/admin/subscription/details/?id={sid}").get_data(
+        as_text=True)
+    assert "Add inventory" in page and "No additions while" not in page
