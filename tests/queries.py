@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event, func, select
 
 from backoffice.extensions import db
 from backoffice.models import CreditEntry, Profile
@@ -18,3 +21,20 @@ def ledger_sum(profile: Profile) -> int:
     return db.session.scalar(
         select(func.coalesce(func.sum(CreditEntry.amount), 0))
         .where(CreditEntry.profile_id == profile.id)) or 0
+
+
+@contextmanager
+def count_statements() -> Iterator[list[str]]:
+    """``with count_statements() as seen:`` collects every SQL statement the block runs on
+    ``db.engine`` (inside an app context), for N+1 guards that do not time anything."""
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, _parameters, _context, _executemany):
+        seen.append(statement)
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -10,7 +10,7 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
 from ..extensions import db
-from . import accounts, catalog, finance, login, partners, system
+from . import accounts, catalog, finance, login, partners, search, system
 from .base import ConsoleIndexView
 from .forms import quantity_fields
 
@@ -30,4 +30,5 @@ def init_admin(app: Flask) -> Admin:
     finance.register(admin, db)
     catalog.register(admin, db)
     system.register(admin, db)
+    search.register(admin)
     return admin
