@@ -1080,3 +1080,18 @@ def test_an_active_resellers_subscription_offers_additions(client_as, appctx, re
     page = client_as("support").get(f"/admin/subscription/details/?id={sid}").get_data(
         as_text=True)
     assert "Add inventory" in page and "No additions while" not in page
+
+
+def test_create_lands_on_the_new_customer_and_save_on_the_edited_one(client_as, appctx):
+    client = client_as("support")
+    created = client.post("/admin/customer/new/", data=CUSTOMER_FORM)
+    with appctx() as session:
+        customer_id = session.scalar(select(Customer.id))
+    assert created.headers["Location"].endswith(f"/admin/customer/details/?id={customer_id}")
+    page = client.get(created.headers["Location"]).get_data(as_text=True)
+    assert "Bluefin Hosting" in page and "Add subscription" in page
+    saved = client.post(f"/admin/customer/edit/?id={customer_id}",
+                        data={**CUSTOMER_FORM, "city": "Cork"})
+    assert saved.headers["Location"].endswith(f"/admin/customer/details/?id={customer_id}")
+    with appctx() as session:
+        assert session.get(Customer, customer_id).city == "Cork"

@@ -560,6 +560,12 @@ class DomainModelView(ReadOnlyModelView):
     def delete_model(self, model):  # deleting is never a console action
         abort(403)
 
+    def get_save_return_url(self, model, is_created: bool = False) -> str:
+        """Create and Save land on the record, where the next step usually is."""
+        if self.can_view_details and getattr(model, "id", None) is not None:
+            return self.get_url(".details_view", id=model.id)
+        return super().get_save_return_url(model, is_created)
+
     def _apply(self, operation):
         ok, result = run_domain(operation)
         if not ok:
