@@ -27,6 +27,7 @@ EXPECTED = {
     "catalog:product:write": {A},                 # the catalog
     "system:staff:write": {A},                    # staff accounts
     "system:job:run": {A},                        # jobs (run now)
+    "system:data:read": {A},                      # the Data menu's raw tables
 }
 
 
@@ -136,7 +137,26 @@ def test_every_role_reads_every_list_page(app, client_as, role):
     assert len(views) >= 20
     for view in views:
         response = client.get(f"/admin/{view.endpoint}/")
-        assert response.status_code == 200, (role, view.endpoint)
+        raw = view.permission == Permission.DATA_READ
+        expected = 403 if raw and role != "admin" else 200
+        assert response.status_code == expected, (role, view.endpoint)
+
+
+DATA_MENU = {"orderitem", "transactionline", "invoiceline", "inventory", "subscriptionterm",
+             "customeradmin", "counter", "joblock"}
+
+
+def test_the_raw_tables_are_in_the_admin_only_data_menu(app, client_as):
+    views = app.extensions["admin"][0]._views
+    assert {v.endpoint for v in views if v.category == "Data"} == DATA_MENU
+    assert {v.endpoint for v in views if getattr(v, "permission", None)
+            == Permission.DATA_READ} == DATA_MENU
+    admin_page = client_as("admin").get("/admin/").get_data(as_text=True)
+    assert "/admin/orderitem/" in admin_page and "/admin/counter/" in admin_page
+    for role in ("support", "finance"):
+        page = client_as(role, f"{role}2@staff.test").get("/admin/").get_data(as_text=True)
+        assert not any(f"/admin/{name}/" in page for name in DATA_MENU), role
+        assert ">Data<" not in page, role
 
 
 @pytest.mark.parametrize("role", ["support", "finance"])

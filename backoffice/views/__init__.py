@@ -11,7 +11,7 @@ from flask_admin.theme import Bootstrap4Theme
 
 from ..extensions import db
 from . import accounts, catalog, finance, login, partners, search, system
-from .base import ConsoleIndexView
+from .base import DATA_CATEGORY, ConsoleIndexView
 from .forms import quantity_fields
 
 
@@ -25,6 +25,10 @@ def init_admin(app: Flask) -> Admin:
     )
     app.jinja_env.filters["quantity_fields"] = quantity_fields
     app.jinja_env.globals["logout_form"] = login.LogoutForm
+    # The menus in working order; the admin-only Data menu of raw tables comes last.
+    for category in (accounts.CATEGORY, partners.CATEGORY, finance.CATEGORY, catalog.CATEGORY,
+                     system.CATEGORY, DATA_CATEGORY):
+        admin.add_category(category)
     accounts.register(admin, db)
     partners.register(admin, db)
     finance.register(admin, db)

@@ -509,6 +509,17 @@ class ReadOnlyModelView(SecureMixin, ModelView):
         return super().action_view()
 
 
+#: the admin-only menu of raw tables
+DATA_CATEGORY = "Data"
+
+
+class DataTableView(ReadOnlyModelView):
+    """A raw table for admins (the Data menu): rows other pages show in their context,
+    such as order items on an order or lines on a transaction."""
+
+    permission = Permission.DATA_READ
+
+
 class DomainModelView(ReadOnlyModelView):
     """A view whose create/edit forms go through domain functions, not the ORM directly.
 

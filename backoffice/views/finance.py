@@ -56,7 +56,14 @@ from ..models import (
 )
 from ..money import to_decimal
 from ..permissions import Permission
-from .base import ReadOnlyModelView, SecureBaseView, link_formatter, money_column
+from .base import (
+    DATA_CATEGORY,
+    DataTableView,
+    ReadOnlyModelView,
+    SecureBaseView,
+    link_formatter,
+    money_column,
+)
 from .forms import (
     EARLIEST_DATE,
     LATEST_DATE,
@@ -478,7 +485,7 @@ class TransactionView(ReadOnlyModelView):
     }
 
 
-class TransactionLineView(ReadOnlyModelView):
+class TransactionLineView(DataTableView):
     column_list = ("id", "transaction", "certificate_type", "quantity", "full_amount",
                    "days_charged", "days_in_term", "amount", "refunded_quantity",
                    "refunded_amount")
@@ -516,7 +523,7 @@ class InvoiceView(ReadOnlyModelView):
     }
 
 
-class InvoiceLineView(ReadOnlyModelView):
+class InvoiceLineView(DataTableView):
     column_list = ("id", "invoice", "position", "description", "quantity", "amount")
     column_searchable_list = ("description",)
     column_formatters = {
@@ -529,9 +536,9 @@ def register(admin, db) -> None:
     """Add the Finance menu to the console."""
     admin.add_view(TransactionView(Transaction, db, name="Transactions", category=CATEGORY))
     admin.add_view(TransactionLineView(TransactionLine, db, name="Transaction lines",
-                                       category=CATEGORY))
+                                       category=DATA_CATEGORY))
     admin.add_view(InvoiceView(Invoice, db, name="Invoices", category=CATEGORY))
-    admin.add_view(InvoiceLineView(InvoiceLine, db, name="Invoice lines", category=CATEGORY))
+    admin.add_view(InvoiceLineView(InvoiceLine, db, name="Invoice lines", category=DATA_CATEGORY))
     admin.add_view(BillingView(name="Billing", endpoint="billing", url="/admin/billing"))
     admin.add_view(TransactionReportView(name="Transaction report", category=CATEGORY,
                                          endpoint="transaction_report",

@@ -28,7 +28,15 @@ from ..models import (
     StaffUser,
 )
 from ..permissions import Permission
-from .base import DomainModelView, ReadOnlyModelView, SecureBaseView, fmt_datetime, run_domain
+from .base import (
+    DATA_CATEGORY,
+    DataTableView,
+    DomainModelView,
+    ReadOnlyModelView,
+    SecureBaseView,
+    fmt_datetime,
+    run_domain,
+)
 from .forms import ConsoleForm, RecordIdsField
 
 CATEGORY = "System"
@@ -182,7 +190,7 @@ class JobRunView(ReadOnlyModelView):
     column_default_sort = ("started_at", True)
 
 
-class JobLockView(ReadOnlyModelView):
+class JobLockView(DataTableView):
     column_list = ("job", "holder", "lease_until")
     column_default_sort = ("job", False)
 
@@ -195,7 +203,7 @@ class OutboxEmailView(ReadOnlyModelView):
     column_filters = ("sent_at", "created_at")
 
 
-class CounterView(ReadOnlyModelView):
+class CounterView(DataTableView):
     column_list = ("name", "value")
     column_default_sort = ("name", False)
 
@@ -295,7 +303,7 @@ def register(admin, db) -> None:
     admin.add_view(StaffUserView(StaffUser, db, name="Staff", category=CATEGORY))
     admin.add_view(AuditEventView(AuditEvent, db, name="Audit log", category=CATEGORY))
     admin.add_view(JobRunView(JobRun, db, name="Job runs", category=CATEGORY))
-    admin.add_view(JobLockView(JobLock, db, name="Job leases", category=CATEGORY))
+    admin.add_view(JobLockView(JobLock, db, name="Job leases", category=DATA_CATEGORY))
     admin.add_view(OutboxEmailView(OutboxEmail, db, name="Email outbox", category=CATEGORY))
-    admin.add_view(CounterView(Counter, db, name="Counters", category=CATEGORY))
+    admin.add_view(CounterView(Counter, db, name="Counters", category=DATA_CATEGORY))
     admin.add_view(JobsView(name="Jobs", endpoint="jobs", category=CATEGORY))
