@@ -23,7 +23,7 @@ from .jobs import start_in_process
 from .logconfig import REQUEST_ID
 from .permissions import Permission, has_permission
 from .views import init_admin, login
-from .views.base import fmt_date, fmt_datetime, fmt_money
+from .views.base import fmt_date, fmt_datetime, fmt_money, fmt_relative
 from .views.forms import has_control_characters
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +69,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     cli.register(app)
     app.jinja_env.globals.update(
         fmt_money=fmt_money, fmt_date=fmt_date, fmt_datetime=fmt_datetime,
+        fmt_relative=fmt_relative,
         has_permission=has_permission, Permission=Permission,
     )
     _register_request_id(app)

@@ -20,7 +20,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_datetime, format_timedelta
 from flask import abort, current_app, flash, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView, tools
@@ -51,7 +51,8 @@ from markupsafe import Markup
 from sqlalchemy import JSON, BigInteger, Integer, SmallInteger, String
 from sqlalchemy.exc import DataError, ProgrammingError
 
-from ..dashboard import summary
+from .. import dashboard
+from ..clock import utcnow
 from ..errors import DomainError
 from ..extensions import db
 from ..money import format_money
@@ -75,6 +76,14 @@ def fmt_datetime(value: datetime | None) -> str:
 def fmt_date(value: date | None) -> str:
     """A date for staff, e.g. ``Nov 22, 2026``."""
     return "" if value is None else format_date(value, "medium", locale=_locale())
+
+
+def fmt_relative(value: datetime | None, now: datetime | None = None) -> str:
+    """How far a moment is from now, e.g. ``in 3 days`` or ``2 hours ago``."""
+    if value is None:
+        return ""
+    return format_timedelta(value - (now or utcnow()), granularity="minute",
+                            add_direction=True, locale=_locale())
 
 
 def fmt_money(amount: int | None, currency: str | None) -> str:
@@ -329,7 +338,20 @@ class ConsoleIndexView(SecureMixin, AdminIndexView):
 
     @expose("/")
     def index(self):
-        return self.render("admin/index.html", summary=summary())
+        """Each role's own work first; finance and admins also get the monthly charts."""
+        sections = {
+            "admin": dashboard.admin_queue() if self.can(Permission.JOB_RUN) else None,
+            "support": dashboard.support_queue()
+            if self.can(Permission.CORPORATE_WRITE) else None,
+            "finance": dashboard.finance_queue()
+            if self.can(Permission.REFUND_WRITE) else None,
+        }
+        series = (dashboard.monthly_series().for_chart()
+                  if self.can(Permission.REPORT_EXPORT) else None)
+        return self.render("admin/index.html", sections=sections, series=series,
+                           list_size=dashboard.LIST_SIZE,
+                           customer_transactions=lambda cid: url_for(
+                               "billing.customer_transactions", customer_id=cid))
 
 
 class ReadOnlyModelView(SecureMixin, ModelView):
