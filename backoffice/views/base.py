@@ -20,7 +20,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from babel.dates import format_date, format_datetime, format_timedelta
+from babel.dates import format_timedelta
 from flask import abort, current_app, flash, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView, tools
@@ -55,6 +55,7 @@ from .. import dashboard
 from ..clock import utcnow
 from ..errors import DomainError
 from ..extensions import db
+from ..formats import format_day, format_moment
 from ..money import format_money
 from ..permissions import Permission, has_permission
 from .forms import ConsoleForm, has_control_characters
@@ -67,15 +68,13 @@ def _locale() -> str:
 
 
 def fmt_datetime(value: datetime | None) -> str:
-    """A UTC timestamp for staff, e.g. ``Nov 22, 2026, 7:38 AM UTC``."""
-    if value is None:
-        return ""
-    return format_datetime(value, "medium", tzinfo=None, locale=_locale()) + " UTC"
+    """A UTC timestamp in the display locale, e.g. ``Nov 22, 2026, 7:38:00 AM UTC``."""
+    return format_moment(value, _locale())
 
 
 def fmt_date(value: date | None) -> str:
-    """A date for staff, e.g. ``Nov 22, 2026``."""
-    return "" if value is None else format_date(value, "medium", locale=_locale())
+    """A date in the display locale, e.g. ``Nov 22, 2026``."""
+    return format_day(value, _locale())
 
 
 def fmt_relative(value: datetime | None, now: datetime | None = None) -> str:

@@ -54,13 +54,13 @@ from ..models import (
     TransactionLine,
     TransactionReason,
 )
-from ..money import to_decimal
 from ..permissions import Permission
 from .base import (
     DATA_CATEGORY,
     DataTableView,
     ReadOnlyModelView,
     SecureBaseView,
+    fmt_money,
     link_formatter,
     money_column,
 )
@@ -133,7 +133,7 @@ def _counts(form: RefundForm, charge: Transaction) -> dict[str, int]:
 def _refunded(done: list[Transaction]) -> str:
     total = -sum(t.amount for t in done)
     return (f"Refunded {', '.join(f'{t.refunded_transaction}' for t in done)}: "
-            f"{to_decimal(total, done[0].currency)} {done[0].currency} goes on the "
+            f"{fmt_money(total, done[0].currency)} goes on the "
             "customer's next invoice.")
 
 
