@@ -8,6 +8,7 @@ from datetime import datetime
 from babel.dates import format_datetime
 from fpdf import FPDF
 
+from .formats import address_lines
 from .models import Invoice, InvoiceKind
 from .money import to_decimal
 
@@ -57,7 +58,7 @@ def invoice_pdf(invoice: Invoice, locale: str = "en_US") -> bytes:
     pdf.set_font("helvetica", style="B", size=10)
     pdf.cell(0, 6, "Bill to", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("helvetica", size=10)
-    for line in _billing_lines(invoice.billing):
+    for line in _billing_lines(invoice.billing, locale):
         pdf.cell(0, 5, _pdf_text(line), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     widths = (120, 20, 40)
@@ -81,14 +82,10 @@ def invoice_pdf(invoice: Invoice, locale: str = "en_US") -> bytes:
     return bytes(pdf.output())
 
 
-def _billing_lines(billing: dict) -> list[str]:
-    """The billing snapshot as address lines, in the order they are written on a letter."""
+def _billing_lines(billing: dict, locale: str = "en_US") -> list[str]:
+    """The billing snapshot as address lines, laid out as the country writes them."""
     billing = billing or {}
-    lines = [billing.get(k, "") for k in ("name", "company", "address1", "address2",
-                                          "address3")]
-    lines.append(" ".join(v for v in (billing.get("postal_code"), billing.get("city")) if v))
-    lines += [billing.get("state", ""), billing.get("country", "")]
     extra = [f"VAT {billing['vat_number']}"] if billing.get("vat_number") else []
     if billing.get("reseller"):
         extra.append(f"Partner: {billing['reseller']}")
-    return [line for line in lines + extra if line]
+    return address_lines(billing, locale) + extra
