@@ -68,5 +68,58 @@ def address_lines(address: dict, locale: str = DEFAULT_LOCALE) -> list[str]:
     return [line for line in lines if line]
 
 
-__all__ = ["DEFAULT_LOCALE", "address_lines", "country_name", "format_day", "format_moment",
-           "format_money"]
+#: audit-detail keys that hold minor units (of the event's ``currency``, else USD, the
+#: catalog's price currency)
+MONEY_KEYS = frozenset({"amount", "total", "balance_after", "yearly_price", "credit_balance",
+                        "transferred_amount", "expected_balance"})
+
+
+def _label(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def _value(key: str, value, currency: str, locale: str) -> str:
+    if key in MONEY_KEYS and isinstance(value, int) and not isinstance(value, bool):
+        return format_money(value, currency, locale)
+    if value is None or value == "":
+        return "\u2014"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(_value(key, v, currency, locale) for v in value) or "\u2014"
+    if isinstance(value, dict):
+        return "; ".join(f"{_label(k)} {_value(k, v, currency, locale)}"
+                         for k, v in value.items())
+    return str(value)
+
+
+def audit_lines(details: dict | None, locale: str = DEFAULT_LOCALE) -> list[str]:
+    """An audit event's details for people: one line per fact, money in major units,
+    changes as ``before → after``."""
+    details = dict(details or {})
+    currency = str(details.get("currency") or "USD")
+    lines: list[str] = []
+    before, after = details.pop("before", None), details.pop("after", None)
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key in [*before, *(k for k in after if k not in before)]:
+            old, new = before.get(key), after.get(key)
+            if old != new:
+                lines.append(f"{_label(key)}: {_value(key, old, currency, locale)} \u2192 "
+                             f"{_value(key, new, currency, locale)}")
+    for key, value in details.items():
+        if key == "currency" and MONEY_KEYS & set(details):
+            continue  # the amounts carry it
+        if isinstance(value, dict) and set(value) == {"from", "to"}:
+            lines.append(f"{_label(key)}: {_value(key, value['from'], currency, locale)} "
+                         f"\u2192 {_value(key, value['to'], currency, locale)}")
+        elif isinstance(value, dict) and value and all(isinstance(v, dict)
+                                                       for v in value.values()):
+            for name, inner in value.items():
+                lines.append(f"{_label(key)} {name}: {_value(key, inner, currency, locale)}")
+        else:
+            lines.append(f"{_label(key)}: {_value(key, value, currency, locale)}")
+    return lines
+
+
+__all__ = ["DEFAULT_LOCALE", "address_lines", "audit_lines", "country_name", "format_day",
+           "format_moment", "format_money"]

@@ -16,6 +16,7 @@ from wtforms.validators import AnyOf, DataRequired, InputRequired, Length, Optio
 from .. import staff
 from ..clock import utcnow
 from ..extensions import db
+from ..formats import audit_lines
 from ..jobs import RUNNER_SILENCE, Job, last_runner, registry, request_run, runner_alive
 from ..models import (
     AuditEvent,
@@ -181,6 +182,14 @@ class AuditEventView(ReadOnlyModelView):
     column_default_sort = ("seq", True)
     column_labels = {"seq": "#", "actor_label": "Actor", "target_type": "Target",
                      "target_id": "Target id"}
+    column_formatters = {"details": lambda _v, _c, model, _n: _audit_details(model.details)}
+    column_formatters_detail = column_formatters
+
+
+def _audit_details(details: dict | None) -> Markup:
+    """An event's details for people: a line per fact, money in major units, before → after."""
+    return Markup("<br>").join(audit_lines(details, current_app.config.get(
+        "DISPLAY_LOCALE", "en_US")))
 
 
 class JobRunView(ReadOnlyModelView):
