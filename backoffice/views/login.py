@@ -1,13 +1,16 @@
-"""Sign-in and sign-out pages (the ``auth`` blueprint) and Flask-Login's user loader."""
+"""Sign-in and sign-out pages (the ``auth`` blueprint), the public page of a password reset
+link, and Flask-Login's user loader."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
     current_app,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
@@ -19,10 +22,11 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
 from ..clock import utcnow
+from ..errors import InvalidInput
 from ..extensions import db, limiter, login_manager
 from ..models import StaffUser
-from ..staff import authenticate
-from .forms import ConsoleForm
+from ..staff import LINK_UNKNOWN, ResetLinkUnusable, authenticate, open_reset_link, use_reset_link
+from .forms import ConsoleForm, NewPasswordForm
 
 bp = Blueprint("auth", __name__)
 
@@ -80,6 +84,55 @@ def logout():
     logout_user()
     session.clear()
     flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"), code=303)
+
+
+#: what a reset link's token looks like (secrets.token_urlsafe(32) is 43 characters)
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
+
+
+def _reset_page(status: int = 200, **context):
+    """The reset link page: never cached, and its address (which holds the token) never
+    sent on as a referrer."""
+    response = make_response(render_template("login/reset_password.html", **context), status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _unusable(problem: ResetLinkUnusable):
+    return _reset_page(410 if problem.gone else 404, problem=str(problem))
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+def reset_password(token: str):
+    """Choose a new password through an admin's one-time reset link, then sign in."""
+    if not _TOKEN.fullmatch(token):
+        return _unusable(ResetLinkUnusable(LINK_UNKNOWN, gone=False))
+    try:
+        link = open_reset_link(token)
+    except ResetLinkUnusable as problem:
+        return _unusable(problem)
+    form = NewPasswordForm()
+    email = link.user.email
+    if not form.validate_on_submit():
+        return _reset_page(form=form, email=email, expires_at=link.expires_at)
+    try:
+        user = use_reset_link(token, form.password.data)
+        db.session.commit()
+    except ResetLinkUnusable as problem:
+        db.session.rollback()
+        return _unusable(problem)
+    except InvalidInput as refusal:
+        db.session.rollback()
+        form.password.errors = [*form.password.errors, str(refusal)]
+        return _reset_page(form=form, email=email, expires_at=link.expires_at)
+    if current_user.is_authenticated and current_user.id == user.id:
+        logout_user()  # this browser's session ended with the others
+        session.clear()
+    flash("Your new password is set, and every session of your account is signed out. "
+          "Sign in with the new password.", "success")
     return redirect(url_for("auth.login"), code=303)
 
 
