@@ -95,6 +95,8 @@ class StaffUserView(DomainModelView):
     """Staff accounts: admins create them, change roles, deactivate them and make password
     reset links. Nobody resets, deactivates or changes the role of their own account."""
 
+    #: only admins see the staff list (who works here is not support's or finance's page)
+    permission = Permission.STAFF_WRITE
     write_permission = Permission.STAFF_WRITE
     details_template = "system/staff_details.html"
     allow_create = True
