@@ -16,8 +16,8 @@ from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter
 
-from . import cli, staff
-from .config import DEFAULT_SECRET_KEY, from_environment
+from . import audit, cli, staff
+from .config import DEFAULT_SECRET_KEY, DEV_AUDIT_KEY, MIN_AUDIT_KEY_LENGTH, from_environment
 from .extensions import configure_sqlite, csrf, db, limiter, login_manager, mail, migrate
 from .jobs import start_in_process
 from .logconfig import REQUEST_ID
@@ -44,6 +44,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     if config:
         app.config.update(config)
     _refuse_default_secret(app)
+    _require_audit_key(app)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     db.init_app(app)
@@ -61,6 +62,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     login_manager.login_message = "Please sign in to open that page."
     login_manager.session_protection = "strong"
 
+    audit.use_key(_current_audit_key)
     if app.config.get("PASSWORD_HASH_METHOD"):
         staff.use_password_hash_method(app.config["PASSWORD_HASH_METHOD"])
 
@@ -87,6 +89,29 @@ def _refuse_default_secret(app: Flask) -> None:
             "SECRET_KEY is the built-in development key. Set SECRET_KEY in the environment "
             "(or run with FLASK_DEBUG=1 for local development)."
         )
+
+
+def _require_audit_key(app: Flask) -> None:
+    """No real deployment without its own audit key; debug and testing runs without one
+    use the development key."""
+    key = app.config.get("AUDIT_KEY") or ""
+    if app.debug or app.testing:
+        app.config["AUDIT_KEY"] = key or DEV_AUDIT_KEY
+        return
+    if not key or key == DEV_AUDIT_KEY:
+        raise RuntimeError(
+            "AUDIT_KEY is not set. Set AUDIT_KEY in the environment to a random key of at "
+            f"least {MIN_AUDIT_KEY_LENGTH} characters, kept out of the database (or run with "
+            "FLASK_DEBUG=1 for local development)."
+        )
+    if len(key) < MIN_AUDIT_KEY_LENGTH:
+        raise RuntimeError(f"AUDIT_KEY is too short: use at least {MIN_AUDIT_KEY_LENGTH} "
+                           "random characters.")
+
+
+def _current_audit_key() -> str:
+    """The audit key of the app in whose context an event is hashed."""
+    return current_app.config["AUDIT_KEY"]
 
 
 #: what a request may call itself in ``X-Request-ID`` (anything else gets a fresh id)

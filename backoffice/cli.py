@@ -16,8 +16,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from . import staff
-from .audit import verify_chain
+from . import audit, staff
 from .demo import seed
 from .errors import DomainError
 from .extensions import db
@@ -118,13 +117,20 @@ def audit_group() -> None:
 @audit_group.command("verify")
 @with_appcontext
 def audit_verify_command() -> None:
-    """Check the audit chain; exits 1 and names each break when it was tampered with."""
-    problems = verify_chain()
+    """Check the audit chain against its keyed hashes and its checkpoints; exits 1 and
+    names each break when it was tampered with."""
+    problems = audit.verify_chain()
+    checkpoint = audit.last_checkpoint()
     if problems:
         for problem in problems:
             click.secho(f"event {problem.seq}: {problem.problem}", fg="red", err=True)
         sys.exit(1)
     click.echo("Audit chain intact.")
+    if checkpoint is None:
+        click.echo("No checkpoint yet (the nightly ledger check writes one).")
+    else:
+        click.echo(f"Last checkpoint: event {checkpoint.seq}, "
+                   f"{checkpoint.created_at:%Y-%m-%d %H:%M} UTC.")
 
 
 @click.group("jobs")

@@ -13,6 +13,11 @@ ENV_PREFIX = "BACKOFFICE"
 #: The key that ships with the code; the app refuses to start with it outside debug/testing.
 DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"
 
+#: The audit key debug and testing runs fall back on; refused everywhere else.
+DEV_AUDIT_KEY = "dev-only-audit-key-not-for-production"
+#: the shortest AUDIT_KEY accepted outside debug/testing (a guessable key unlocks the chain)
+MIN_AUDIT_KEY_LENGTH = 32
+
 #: the largest request body accepted, in bytes (MAX_CONTENT_LENGTH): no console form is
 #: anywhere near it, and a bigger body is refused before it is read
 MAX_CONTENT_LENGTH = 1024 * 1024
@@ -41,6 +46,18 @@ def _secret_key(instance_path: str) -> str:
     return DEFAULT_SECRET_KEY
 
 
+def _audit_key(instance_path: str) -> str:
+    """AUDIT_KEY from the environment, else the instance's ``audit_key`` file (made by
+    ``make run``), else empty: ``create_app`` then uses the development key in
+    debug/testing and refuses to start otherwise."""
+    if os.environ.get("AUDIT_KEY"):
+        return os.environ["AUDIT_KEY"]
+    key_file = Path(instance_path) / "audit_key"
+    if key_file.is_file():
+        return key_file.read_text().strip()
+    return ""
+
+
 def from_environment(instance_path: str) -> dict:
     """Build the configuration mapping from environment variables.
 
@@ -61,6 +78,8 @@ def _documented_settings(instance_path: str) -> dict:
     sqlite_path = Path(instance_path) / "backoffice.db"
     return {
         "SECRET_KEY": _secret_key(instance_path),
+        # The key of the audit chain's HMAC; never stored in the database.
+        "AUDIT_KEY": _audit_key(instance_path),
         "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL", f"sqlite:///{sqlite_path}"),
         # Start the job scheduler inside this process when the app is created (``make run``
         # sets it for the web server; production runs ``flask jobs run`` on its own instead).

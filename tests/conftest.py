@@ -146,10 +146,39 @@ def pytest_collection_modifyitems(items):
 
 def _empty_tables() -> None:
     tables = [t for t in reversed(db.metadata.sorted_tables) if t.name != "counter"]
-    with db.engine.begin() as conn:
+    with db.engine.begin() as conn, audit_guard_lifted(conn):
         for table in tables:
             conn.execute(table.delete())
         conn.execute(sa.update(Counter.__table__).values(value=0))
+
+
+#: the tables the database keeps append-only (migration 0005)
+APPEND_ONLY_TABLES = ("audit_event", "audit_checkpoint")
+
+
+@contextmanager
+def audit_guard_lifted(connection: sa.Connection):
+    """Let ``connection`` change and delete audit rows inside the block, as only someone
+    with the database's own powers can: for the cleanup and for tests that tamper.
+
+    On PostgreSQL the transaction runs with ``session_replication_role = replica`` (a
+    superuser's setting, which the test user is), so no ordinary trigger fires; on SQLite
+    the append-only triggers are dropped and made again at the end, in the transaction.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        yield
+        connection.exec_driver_sql("SET LOCAL session_replication_role = origin")
+        return
+    names = ", ".join(f"'{name}'" for name in APPEND_ONLY_TABLES)
+    triggers = connection.exec_driver_sql(
+        f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({names})"
+    ).all()
+    for name, _sql in triggers:
+        connection.exec_driver_sql(f'DROP TRIGGER "{name}"')
+    yield
+    for _name, sql in triggers:
+        connection.exec_driver_sql(sql)
 
 
 @contextmanager

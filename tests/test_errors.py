@@ -283,7 +283,8 @@ def test_every_log_record_of_a_request_carries_its_id(second_app, root_logger):
 @pytest.fixture
 def production_app(second_app):
     """An app that handles unhandled errors as production does, with a failing route."""
-    app = second_app(TESTING=False, PROPAGATE_EXCEPTIONS=False)
+    app = second_app(TESTING=False, PROPAGATE_EXCEPTIONS=False,
+                     AUDIT_KEY="production-like-audit-key-0123456789")
 
     @app.route("/admin/explodes", methods=["GET", "POST"])
     def explodes():

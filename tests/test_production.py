@@ -99,6 +99,7 @@ def topology(database_url, is_postgres, tmp_path):
     (tmp_path / "slowexport.py").write_text(SLOW_EXPORT_APP)
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "production-test-key",
+           "AUDIT_KEY": "production-test-audit-key-0123456789",
            "RATELIMIT_STORAGE_URI": REDIS_URL, "LOGIN_RATE_LIMIT": "10 per minute",
            "BACKOFFICE_RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
            "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2", "EXPORT_ROW_DELAY": "0.031",
