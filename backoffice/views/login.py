@@ -6,7 +6,6 @@ from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -19,10 +18,11 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
 from ..clock import utcnow
-from ..extensions import db, limiter, login_manager
+from ..extensions import db, login_manager
 from ..models import StaffUser
 from ..staff import authenticate
 from .forms import ConsoleForm
+from .throttle import forget_failed_sign_ins, sign_in_limits
 
 bp = Blueprint("auth", __name__)
 
@@ -55,7 +55,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+@sign_in_limits
 def login():
     """Sign a staff member in."""
     if current_user.is_authenticated:
@@ -66,6 +66,7 @@ def login():
         if user is None:
             flash("Wrong email or password, or the account is deactivated.", "error")
             return render_template("login/login.html", form=form), 401
+        forget_failed_sign_ins()
         session.clear()
         login_user(user)
         user.last_login_at = utcnow()
