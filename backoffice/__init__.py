@@ -11,18 +11,21 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, make_response, request, url_for
+from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
+from limits.errors import StorageError
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from . import audit, cli, staff
 from .config import DEFAULT_SECRET_KEY, DEV_AUDIT_KEY, MIN_AUDIT_KEY_LENGTH, from_environment
-from .extensions import configure_sqlite, csrf, db, limiter, login_manager, mail, migrate
+from .extensions import configure_sqlite, csrf, db, login_manager, mail, migrate
 from .jobs import start_in_process
 from .logconfig import REQUEST_ID
 from .permissions import Permission, has_permission
-from .views import init_admin, login
+from .views import init_admin, login, throttle
 from .views.base import fmt_date, fmt_datetime, fmt_money, fmt_relative
 from .views.forms import has_control_characters
 
@@ -45,6 +48,7 @@ def create_app(config: Mapping | None = None) -> Flask:
         app.config.update(config)
     _refuse_default_secret(app)
     _require_audit_key(app)
+    _trust_proxies(app)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     db.init_app(app)
@@ -54,8 +58,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True,
                      compare_type=True)
     csrf.init_app(app)
-    app.config.setdefault("RATELIMIT_ENABLED", not app.config.get("TESTING", False))
-    limiter.init_app(app)
+    throttle.init_app(app)
     login_manager.init_app(app)
     mail.init_app(app)
     login_manager.login_view = "auth.login"
@@ -114,6 +117,26 @@ def _current_audit_key() -> str:
     return current_app.config["AUDIT_KEY"]
 
 
+def _trust_proxies(app: Flask) -> None:
+    """Behind ``PROXY_FIX`` reverse proxies, take the client address and scheme from the
+    last that many X-Forwarded-For / X-Forwarded-Proto entries (those the proxies wrote);
+    with 0 the headers are ignored, so a client cannot choose its own address. The Host
+    header is the proxy's to pass on (nginx: ``proxy_set_header Host $host``); an
+    X-Forwarded-Host is never trusted, since links such as password-reset links are built
+    from the host."""
+    value = app.config.get("PROXY_FIX", 0)
+    hops = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str) and value.strip().isdigit():
+        hops = int(value)
+    if hops is None or hops < 0:
+        raise RuntimeError(f"PROXY_FIX={value!r} must be the number of reverse proxies in "
+                           "front of the app (0 when there is none).")
+    app.config["PROXY_FIX"] = hops
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
+                                x_host=0, x_port=0, x_prefix=0)
+
+
 #: what a request may call itself in ``X-Request-ID`` (anything else gets a fresh id)
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _REQUEST_ID_KEY = "backoffice.request_id"
@@ -168,6 +191,8 @@ ERROR_PAGES = {
     413: ("Too much data", "What was sent is larger than the console accepts. Go back and "
                            "send less at once, for example shorter text."),
     429: ("Too many attempts", "Too many sign-in attempts. Wait a minute and try again."),
+    503: ("Unavailable", "The console cannot do this right now. Try again in a minute; if it "
+                         "goes on, give an admin the request id below."),
     500: ("Something went wrong", "The console hit an error and could not finish this "
                                   "request. Check the record before you try again; if it "
                                   "happens again, give an admin the request id below."),
@@ -244,6 +269,8 @@ def _http_error(error: HTTPException):
     text = None
     if isinstance(error, CSRFError):
         text = CSRF_TEXT
+    elif isinstance(error, RateLimitExceeded) and error.limit.error_message:
+        text = error.description  # the sign-in limits' sentence, with the wait
     elif error.code not in ERROR_PAGES and error.code < 500:
         text = error.description  # Werkzeug's sentence for a code we have none for
     elif error.description and error.description != type(error).description \
@@ -272,10 +299,29 @@ def _server_error(error: InternalServerError):
     return error_page(500)
 
 
+#: the 503 page's sentence when the sign-in attempts cannot be counted
+LIMITER_DOWN_TEXT = ("Signing in is unavailable for a moment: the console cannot reach the "
+                     "store that counts sign-in attempts. Try again in a minute; if it goes "
+                     "on, tell an admin (with the request id below).")
+
+
+def _limiter_down(error: StorageError):
+    """The limiter's storage (Redis) failed: the limited request (a sign-in) is refused
+    rather than let through uncounted."""
+    cause = error.storage_error
+    log.error("Rate limit storage failed in request %s (%s %s): %s: %s; the request is refused",
+              request_id(), request.method, request.path, type(cause).__name__, cause)
+    body, code, *headers = error_page(503, LIMITER_DOWN_TEXT, "Sign-in unavailable")
+    response = make_response(body, code, *headers)
+    response.headers["Retry-After"] = "60"
+    return response
+
+
 def _register_error_pages(app: Flask) -> None:
     """The console's error pages (see :func:`error_page`) for every HTTP error."""
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InternalServerError, _server_error)
+    app.register_error_handler(StorageError, _limiter_down)
 
 
 __all__ = ["create_app", "error_page", "request_id"]

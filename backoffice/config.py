@@ -95,8 +95,19 @@ def _documented_settings(instance_path: str) -> dict:
         "SMTP_USERNAME": os.environ.get("SMTP_USERNAME", ""),
         "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
         "MAIL_FROM": os.environ.get("MAIL_FROM", "backoffice@example.com"),
+        # Sign-in attempts per client address, per account (the email submitted) and per
+        # account on the two-factor code step (limits strings: "5 per minute; 20 per hour").
         "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "10 per minute"),
+        "LOGIN_ACCOUNT_RATE_LIMIT": os.environ.get("LOGIN_ACCOUNT_RATE_LIMIT",
+                                                   "5 per minute; 20 per hour"),
+        "TWO_FACTOR_RATE_LIMIT": os.environ.get("TWO_FACTOR_RATE_LIMIT",
+                                                "5 per minute; 20 per hour"),
+        # Where the attempts are counted: memory:// is one process's own count; several
+        # processes (gunicorn workers) need a shared store, redis://host:6379/0.
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: none,
+        # the headers are ignored); the client address is then the one the nearest proxy saw.
+        "PROXY_FIX": os.environ.get("PROXY_FIX", "0"),
         "DISPLAY_LOCALE": os.environ.get("DISPLAY_LOCALE", "en_US"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

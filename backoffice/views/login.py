@@ -27,6 +27,7 @@ from ..extensions import db, limiter, login_manager
 from ..models import StaffUser
 from ..staff import LINK_UNKNOWN, ResetLinkUnusable, authenticate, open_reset_link, use_reset_link
 from .forms import ConsoleForm, NewPasswordForm
+from .throttle import forget_failed_sign_ins, sign_in_limits
 
 bp = Blueprint("auth", __name__)
 
@@ -59,7 +60,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+@sign_in_limits
 def login():
     """Sign a staff member in."""
     if current_user.is_authenticated:
@@ -70,6 +71,7 @@ def login():
         if user is None:
             flash("Wrong email or password, or the account is deactivated.", "error")
             return render_template("login/login.html", form=form), 401
+        forget_failed_sign_ins()
         session.clear()
         login_user(user)
         user.last_login_at = utcnow()
