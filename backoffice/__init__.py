@@ -153,8 +153,10 @@ _PLAIN_ERROR_PAGE = (
     '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
     "<title>{code} {title} - Back-office</title></head><body>"
     "<h1>{code} {title}</h1><p>{text}</p>"
-    '<p><a href="{back_url}">Go back</a> · <a href="{dashboard}">Back to the dashboard</a></p>'
-    "<p>Request id: <code>{request_id}</code></p></body></html>"
+    '<p><a {back_attribute}href="{back_url}" data-testid="go-back">Go back</a> · '
+    '<a href="{dashboard}">Back to the dashboard</a></p>'
+    "<p>Request id: <code>{request_id}</code></p>"
+    '<script src="{console_js}"></script></body></html>'
 )
 
 
@@ -180,14 +182,19 @@ class ConsoleFlask(Flask):
         pass
 
 
+#: the "Go back" link when the referrer is unknown: console.js goes back in the history
+#: (a ``javascript:`` address would be refused by the Content-Security-Policy)
+HISTORY_BACK = "#"
+
+
 def _back_url() -> str:
-    """The page the staff member came from when it is on this site, else history.back()."""
+    """The page the staff member came from when it is on this site, else HISTORY_BACK."""
     referrer = request.referrer or ""
     parts = urlsplit(referrer)
     if parts.scheme in ("http", "https") and parts.netloc == request.host \
             and referrer != request.url and not has_control_characters(referrer):
         return referrer
-    return "javascript:history.back()"
+    return HISTORY_BACK
 
 
 def error_page(code: int, text: str | None = None, title: str | None = None):
@@ -203,10 +210,12 @@ def error_page(code: int, text: str | None = None, title: str | None = None):
     except Exception:
         log.exception("The %s page could not be rendered in the layout; sent a plain one", code)
     try:
-        dashboard = url_for("admin.index")
+        dashboard, console_js = url_for("admin.index"), url_for("static", filename="console.js")
     except Exception:
-        dashboard = "/admin/"
-    page = _PLAIN_ERROR_PAGE.format(dashboard=escape(dashboard),
+        dashboard, console_js = "/admin/", "/static/console.js"
+    back_attribute = "data-history-back " if context["back_url"] == HISTORY_BACK else ""
+    page = _PLAIN_ERROR_PAGE.format(dashboard=escape(dashboard), console_js=escape(console_js),
+                                    back_attribute=back_attribute,
                                     **{k: escape(v) for k, v in context.items()})
     return page, code, {"Content-Type": "text/html; charset=utf-8"}
 
