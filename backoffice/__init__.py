@@ -22,7 +22,7 @@ from .extensions import configure_sqlite, csrf, db, limiter, login_manager, mail
 from .jobs import start_in_process
 from .logconfig import REQUEST_ID
 from .permissions import Permission, has_permission
-from .views import init_admin, login
+from .views import init_admin, login, security
 from .views.base import fmt_date, fmt_datetime, fmt_money
 from .views.forms import has_control_characters
 
@@ -73,6 +73,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     )
     _register_request_id(app)
     _register_error_pages(app)
+    security.register(app)
 
     if app.config.get("SCHEDULER_ENABLED") and not app.config.get("TESTING"):
         start_in_process(app)
