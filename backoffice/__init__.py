@@ -25,7 +25,7 @@ from .extensions import configure_sqlite, csrf, db, login_manager, mail, migrate
 from .jobs import start_in_process
 from .logconfig import REQUEST_ID
 from .permissions import Permission, has_permission
-from .views import init_admin, login, throttle
+from .views import init_admin, login, security, throttle
 from .views.base import fmt_date, fmt_datetime, fmt_money, fmt_relative
 from .views.forms import has_control_characters
 
@@ -79,6 +79,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     )
     _register_request_id(app)
     _register_error_pages(app)
+    security.register(app)
 
     if app.config.get("SCHEDULER_ENABLED") and not app.config.get("TESTING"):
         start_in_process(app)
@@ -204,8 +205,10 @@ _PLAIN_ERROR_PAGE = (
     '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
     "<title>{code} {title} - Back-office</title></head><body>"
     "<h1>{code} {title}</h1><p>{text}</p>"
-    '<p><a href="{back_url}">Go back</a> · <a href="{dashboard}">Back to the dashboard</a></p>'
-    "<p>Request id: <code>{request_id}</code></p></body></html>"
+    '<p><a {back_attribute}href="{back_url}" data-testid="go-back">Go back</a> · '
+    '<a href="{dashboard}">Back to the dashboard</a></p>'
+    "<p>Request id: <code>{request_id}</code></p>"
+    '<script src="{console_js}"></script></body></html>'
 )
 
 
@@ -231,14 +234,19 @@ class ConsoleFlask(Flask):
         pass
 
 
+#: the "Go back" link when the referrer is unknown: console.js goes back in the history
+#: (a ``javascript:`` address would be refused by the Content-Security-Policy)
+HISTORY_BACK = "#"
+
+
 def _back_url() -> str:
-    """The page the staff member came from when it is on this site, else history.back()."""
+    """The page the staff member came from when it is on this site, else HISTORY_BACK."""
     referrer = request.referrer or ""
     parts = urlsplit(referrer)
     if parts.scheme in ("http", "https") and parts.netloc == request.host \
             and referrer != request.url and not has_control_characters(referrer):
         return referrer
-    return "javascript:history.back()"
+    return HISTORY_BACK
 
 
 def error_page(code: int, text: str | None = None, title: str | None = None):
@@ -254,10 +262,12 @@ def error_page(code: int, text: str | None = None, title: str | None = None):
     except Exception:
         log.exception("The %s page could not be rendered in the layout; sent a plain one", code)
     try:
-        dashboard = url_for("admin.index")
+        dashboard, console_js = url_for("admin.index"), url_for("static", filename="console.js")
     except Exception:
-        dashboard = "/admin/"
-    page = _PLAIN_ERROR_PAGE.format(dashboard=escape(dashboard),
+        dashboard, console_js = "/admin/", "/static/console.js"
+    back_attribute = "data-history-back " if context["back_url"] == HISTORY_BACK else ""
+    page = _PLAIN_ERROR_PAGE.format(dashboard=escape(dashboard), console_js=escape(console_js),
+                                    back_attribute=back_attribute,
                                     **{k: escape(v) for k, v in context.items()})
     return page, code, {"Content-Type": "text/html; charset=utf-8"}
 

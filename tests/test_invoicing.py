@@ -182,7 +182,9 @@ def test_invoice_printable_page_and_pdf(appctx, client_as):
     client = client_as("support")  # everyone with console read sees invoices
     html = client.get(f"/admin/billing/invoice/{invoice_id}").get_data(as_text=True)
     assert number in html and "November 2026" in html and "1 Main Street" in html
-    assert "-$100.00" in html and "$320.00" in html and "@media print" in html
+    assert "-$100.00" in html and "$320.00" in html
+    assert 'href="/static/invoice.css"' in html  # its print layout
+    assert "@media print" in client.get("/static/invoice.css").get_data(as_text=True)
     pdf = client.get(f"/admin/billing/invoice/{invoice_id}.pdf")
     assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
     assert pdf.data.startswith(b"%PDF")

@@ -13,6 +13,7 @@ from ..extensions import db
 from . import accounts, catalog, finance, login, partners, search, system
 from .base import DATA_CATEGORY, ConsoleIndexView
 from .forms import quantity_fields
+from .security import csp_nonce
 
 
 def init_admin(app: Flask) -> Admin:
@@ -22,6 +23,7 @@ def init_admin(app: Flask) -> Admin:
         name="Back-office",
         theme=Bootstrap4Theme(base_template="backoffice_base.html", fluid=True),
         index_view=ConsoleIndexView(name="Dashboard", url="/admin"),
+        csp_nonce_generator=csp_nonce,
     )
     app.jinja_env.filters["quantity_fields"] = quantity_fields
     app.jinja_env.globals["logout_form"] = login.LogoutForm
