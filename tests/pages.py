@@ -12,7 +12,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from flask import Flask
 
-from backoffice import accounts, jobs, outbox
+from backoffice import accounts, jobs, outbox, staff
 from backoffice.extensions import db
 from backoffice.models import (
     CorporateRequest,
@@ -21,6 +21,7 @@ from backoffice.models import (
     LegacyAccount,
     Profile,
     Reseller,
+    StaffUser,
     Subscription,
     Transaction,
     TransactionKind,
@@ -35,6 +36,7 @@ RECORD_FOR: dict[str, type] = {
     "profile_id": Profile,
     "reseller_id": Reseller,
     "subscription_id": Subscription,
+    "user_id": StaffUser,
 }
 #: other address parts
 VALUE_FOR: dict[str, str] = {"export_type": "csv"}
@@ -112,6 +114,12 @@ def console_pages(
             if charge is None:
                 continue
             values["customer_id"], query = charge.customer_id, f"?transaction={charge.id}"
+        if rule.endpoint == "auth.reset_password":  # a link an admin made for a colleague
+            colleague = staff.create_staff(email="reset.me@staff.example.com", name="Reset Me",
+                                           role="support", password=staff.generate_password(),
+                                           actor=None)
+            values["token"] = staff.make_reset_link(colleague, actor=None).token
+            db.session.commit()
         for argument in rule.arguments - values.keys():
             if argument in VALUE_FOR:
                 values[argument] = VALUE_FOR[argument]

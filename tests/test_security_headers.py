@@ -191,7 +191,8 @@ def test_error_pages_carry_the_headers(app, client_as, signed_in):
 
 
 def test_the_plain_500_page_carries_the_headers(second_app, monkeypatch):
-    app = second_app(TESTING=False, PROPAGATE_EXCEPTIONS=False)
+    app = second_app(TESTING=False, PROPAGATE_EXCEPTIONS=False,
+                     AUDIT_KEY="production-like-audit-key-0123456789")
 
     @app.route("/admin/explodes")
     def explodes():
