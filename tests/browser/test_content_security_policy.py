@@ -105,7 +105,7 @@ def test_an_admin_deactivates_a_colleague_from_the_with_selected_menu(appctx, st
     page.get_by_role("link", name="Deactivate", exact=True).click()
     page.wait_for_load_state("load")
     expect(page.locator(".alert").first).to_be_visible()
-    assert dialogs == ["Deactivate the selected staff accounts?"]
+    assert dialogs == ["Deactivate the selected staff accounts? They are signed out at once."]
     with appctx():
         assert db.session.get(StaffUser, colleague).active is False
 
