@@ -109,6 +109,12 @@ def _documented_settings(instance_path: str) -> dict:
         # the headers are ignored); the client address is then the one the nearest proxy saw.
         "PROXY_FIX": os.environ.get("PROXY_FIX", "0"),
         "DISPLAY_LOCALE": os.environ.get("DISPLAY_LOCALE", "en_US"),
+        # The seller printed on every invoice: name, address (lines separated by "|" or
+        # new lines) and tax id.
+        "SELLER_NAME": os.environ.get("SELLER_NAME", "Example Certificates Ltd"),
+        "SELLER_ADDRESS": os.environ.get(
+            "SELLER_ADDRESS", "1 Example Street|Springfield, IL 62701|United States"),
+        "SELLER_TAX_ID": os.environ.get("SELLER_TAX_ID", "US 12-3456789"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _flag("SESSION_COOKIE_SECURE", False),

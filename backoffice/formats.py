@@ -60,7 +60,8 @@ def address_lines(address: dict, locale: str = DEFAULT_LOCALE) -> list[str]:
     city, postal, state = get("city"), get("postal_code"), get("state")
     if country in CITY_FIRST:
         region = " ".join(part for part in (state, postal) if part)
-        lines.append(", ".join(part for part in (city, region) if part))
+        lines.append(f"{city}, {region}" if city and state else
+                     " ".join(part for part in (city, region) if part))
     else:
         lines.append(" ".join(part for part in (postal, city) if part))
         lines.append(state)

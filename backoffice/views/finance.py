@@ -42,7 +42,7 @@ from .. import invoicing, refunds, reports
 from ..clock import today, utcnow
 from ..errors import DomainError
 from ..extensions import db
-from ..invoice_pdf import invoice_pdf, period_label
+from ..invoice_pdf import Seller, billing_lines, invoice_pdf, period_label
 from ..models import (
     Customer,
     Invoice,
@@ -135,6 +135,17 @@ def _refunded(done: list[Transaction]) -> str:
     return (f"Refunded {', '.join(f'{t.refunded_transaction}' for t in done)}: "
             f"{fmt_money(total, done[0].currency)} goes on the "
             "customer's next invoice.")
+
+
+def _display_locale() -> str:
+    return current_app.config.get("DISPLAY_LOCALE", "en_US")
+
+
+def _seller() -> Seller:
+    """The seller printed on invoices, from SELLER_NAME, SELLER_ADDRESS, SELLER_TAX_ID."""
+    config = current_app.config
+    return Seller.from_settings(config.get("SELLER_NAME", ""), config.get("SELLER_ADDRESS", ""),
+                                config.get("SELLER_TAX_ID", ""))
 
 
 def customer_transactions_url(customer_id: int) -> str:
@@ -235,12 +246,13 @@ class BillingView(SecureBaseView):
     def invoice(self, invoice_id: int):
         invoice = db.get_or_404(Invoice, invoice_id)
         return self.render("finance/invoice.html", invoice=invoice,
-                           period=period_label(invoice))
+                           period=period_label(invoice), seller=_seller(),
+                           bill_to=billing_lines(invoice.billing, _display_locale()))
 
     @expose(f"/invoice/<int(max={MAX_ROW_ID}):invoice_id>.pdf")
     def invoice_pdf(self, invoice_id: int):
         invoice = db.get_or_404(Invoice, invoice_id)
-        body = invoice_pdf(invoice, current_app.config.get("DISPLAY_LOCALE", "en_US"))
+        body = invoice_pdf(invoice, _display_locale(), seller=_seller())
         return Response(body, mimetype="application/pdf", headers={
             "Content-Disposition": f'attachment; filename="{invoice.number}.pdf"'})
 
