@@ -43,9 +43,30 @@
     $tabs.on('shown.bs.tab', function (e) { window.history.replaceState(null, '', e.target.hash); });
   }
 
-  if (document.readyState === 'loading') {
-    document.addEventListener('DOMContentLoaded', rememberTabs);
-  } else {
+  // A field shown only for one choice of a radio group:
+  // <input data-shown-when="group=value"> hides its form group for the other choices.
+  function conditionalFields() {
+    document.querySelectorAll('[data-shown-when]').forEach(function (field) {
+      var rule = field.getAttribute('data-shown-when').split('=');
+      var radios = document.querySelectorAll('input[type="radio"][name="' + rule[0] + '"]');
+      var group = field.closest('.form-group') || field;
+      function update() {
+        var chosen = document.querySelector('input[type="radio"][name="' + rule[0] + '"]:checked');
+        group.hidden = !chosen || chosen.value !== rule[1];
+      }
+      radios.forEach(function (radio) { radio.addEventListener('change', update); });
+      update();
+    });
+  }
+
+  function ready() {
     rememberTabs();
+    conditionalFields();
+  }
+
+  if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', ready);
+  } else {
+    ready();
   }
 })();

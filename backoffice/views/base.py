@@ -59,6 +59,7 @@ from ..formats import format_day, format_moment
 from ..money import format_money
 from ..permissions import Permission, has_permission
 from .forms import ConsoleForm, has_control_characters
+from .labels import PeopleLabelsMixin
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +354,7 @@ class ConsoleIndexView(SecureMixin, AdminIndexView):
                                "billing.customer_transactions", customer_id=cid))
 
 
-class ReadOnlyModelView(SecureMixin, ModelView):
+class ReadOnlyModelView(SecureMixin, PeopleLabelsMixin, ModelView):
     """A list and detail view of a table that staff read but never edit here.
 
     Money and ledger tables stay read-only in generic views: they change only through

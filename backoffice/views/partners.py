@@ -258,9 +258,9 @@ class CustomerCreateForm(AddressForm):
         "Administrative responsibility", choices=RESPONSIBILITY_CHOICES, default="partner",
         description="Fixed once the customer is created.")
     customer_admin_email = EmailField(
-        "Customer admin email", validators=[Optional(), Email(), Length(max=254)],
-        description="Required for customer-administered customers: becomes the first "
-                    "customer administrator.")
+        "Customer administrator's email", validators=[Optional(), Email(), Length(max=254)],
+        description="Becomes the customer's first administrator.",
+        render_kw={"data-shown-when": "administrative_responsibility=customer"})
     currency = SelectField("Currency", choices=CURRENCY_CHOICES, default="USD")
 
 
