@@ -78,6 +78,14 @@ def _documented_settings(instance_path: str) -> dict:
         "MAIL_FROM": os.environ.get("MAIL_FROM", "backoffice@example.com"),
         "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "10 per minute"),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        # Roles that must sign in with a second factor (TOTP), comma-separated; "" or
+        # "none" for none. Unset, it is "admin,finance", except under debug or testing
+        # (see views/login.py, which settles it when the app is made).
+        "TWO_FACTOR_REQUIRED_ROLES": os.environ.get("TWO_FACTOR_REQUIRED_ROLES"),
+        # wrong two-factor codes one account may try (whichever session or address)
+        "TWO_FACTOR_RATE_LIMIT": os.environ.get("TWO_FACTOR_RATE_LIMIT", "5 per minute"),
+        # the name authenticator apps show next to the account
+        "TWO_FACTOR_ISSUER": os.environ.get("TWO_FACTOR_ISSUER", "Back-office"),
         "DISPLAY_LOCALE": os.environ.get("DISPLAY_LOCALE", "en_US"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

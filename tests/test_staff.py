@@ -10,7 +10,7 @@ from werkzeug.security import check_password_hash
 
 from backoffice.extensions import db
 from backoffice.models import AuditEvent, StaffRole, StaffUser
-from tests.conftest import PASSWORD, login
+from tests.conftest import PASSWORD, change_events, login
 
 NEW_PASSWORD = "a sufficiently long secret"
 
@@ -20,7 +20,7 @@ def _user(email: str) -> StaffUser | None:
 
 
 def _events(action: str | None = None) -> list[AuditEvent]:
-    query = sa.select(AuditEvent).order_by(AuditEvent.seq)
+    query = change_events()
     if action:
         query = query.where(AuditEvent.action == action)
     return list(db.session.scalars(query))
