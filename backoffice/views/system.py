@@ -30,6 +30,8 @@ from ..models import (
 from ..permissions import Permission
 from .base import DomainModelView, ReadOnlyModelView, SecureBaseView, fmt_datetime, run_domain
 from .forms import ConsoleForm, RecordIdsField
+from .staff_sessions import SessionsView
+from .twofactor import TwoFactorView
 
 CATEGORY = "System"
 
@@ -299,3 +301,6 @@ def register(admin, db) -> None:
     admin.add_view(OutboxEmailView(OutboxEmail, db, name="Email outbox", category=CATEGORY))
     admin.add_view(CounterView(Counter, db, name="Counters", category=CATEGORY))
     admin.add_view(JobsView(name="Jobs", endpoint="jobs", category=CATEGORY))
+    admin.add_view(SessionsView(name="Sessions", endpoint="sessions", category=CATEGORY))
+    admin.add_view(TwoFactorView(name="Two-factor sign-in", endpoint="two_factor",
+                                 category=CATEGORY))
