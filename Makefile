@@ -41,6 +41,9 @@ instance/secret_key instance/audit_key:
 
 ## make run: install, migrate the SQLite database, seed demo data and a first admin when
 ## empty (printing the login once), then serve on 127.0.0.1:5000 with the scheduler.
+## A laptop needs no authenticator app: no role must use two-factor sign-in unless
+## TWO_FACTOR_REQUIRED_ROLES says otherwise (`make run TWO_FACTOR_REQUIRED_ROLES=admin`).
+run: export TWO_FACTOR_REQUIRED_ROLES ?=
 run: $(VENV)/.runtime instance/secret_key instance/audit_key
 	$(BIN)/flask db upgrade
 	$(BIN)/flask bootstrap --url http://$(HOST):$(PORT)

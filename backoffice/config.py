@@ -108,6 +108,12 @@ def _documented_settings(instance_path: str) -> dict:
         # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: none,
         # the headers are ignored); the client address is then the one the nearest proxy saw.
         "PROXY_FIX": os.environ.get("PROXY_FIX", "0"),
+        # Roles that must sign in with a second factor (TOTP), comma-separated; "" or
+        # "none" for none. Unset, it is "admin,finance", except under debug or testing
+        # (see views/login.py, which settles it when the app is made).
+        "TWO_FACTOR_REQUIRED_ROLES": os.environ.get("TWO_FACTOR_REQUIRED_ROLES"),
+        # the name authenticator apps show next to the account
+        "TWO_FACTOR_ISSUER": os.environ.get("TWO_FACTOR_ISSUER", "Back-office"),
         "DISPLAY_LOCALE": os.environ.get("DISPLAY_LOCALE", "en_US"),
         # The seller printed on every invoice: name, address (lines separated by "|" or
         # new lines) and tax id.

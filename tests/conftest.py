@@ -22,7 +22,7 @@ from flask_migrate import upgrade
 from backoffice import create_app
 from backoffice.demo import seed
 from backoffice.extensions import db
-from backoffice.models import Counter, StaffRole, StaffUser
+from backoffice.models import AuditEvent, Counter, StaffRole, StaffUser
 
 PASSWORD = "correct horse battery staple"
 
@@ -330,6 +330,24 @@ def staff(appctx):
             return make_staff(role, email, active).id
 
     return factory
+
+
+#: what signing in and out writes to the audit log: checks that a request "writes
+#: nothing" (or only its own events) leave these out
+SIGN_IN_ACTIONS = ("staff.sign_in", "staff.sign_in_password", "staff.sign_in_failed",
+                   "staff.sign_out")
+
+
+def change_events() -> sa.Select:
+    """The audit events other than sign-ins and sign-outs, in order (a query)."""
+    return (sa.select(AuditEvent).where(AuditEvent.action.not_in(SIGN_IN_ACTIONS))
+            .order_by(AuditEvent.seq))
+
+
+def count_change_events() -> int:
+    """How many audit events there are besides sign-ins and sign-outs."""
+    return db.session.scalar(sa.select(sa.func.count(AuditEvent.id))
+                             .where(AuditEvent.action.not_in(SIGN_IN_ACTIONS)))
 
 
 def login(client, email: str, password: str = PASSWORD):

@@ -15,7 +15,7 @@ from backoffice import staff as staff_accounts
 from backoffice.errors import Conflict, InvalidInput
 from backoffice.extensions import db
 from backoffice.models import AuditEvent, StaffRole, StaffSession, StaffUser
-from tests.conftest import PASSWORD, login, make_staff
+from tests.conftest import PASSWORD, change_events, login, make_staff
 
 NEW_PASSWORD = "a sufficiently long secret"
 
@@ -25,7 +25,7 @@ def _user(email: str) -> StaffUser | None:
 
 
 def _events(action: str | None = None) -> list[AuditEvent]:
-    query = sa.select(AuditEvent).order_by(AuditEvent.seq)
+    query = change_events()
     if action:
         query = query.where(AuditEvent.action == action)
     return list(db.session.scalars(query))

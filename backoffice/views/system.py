@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import abort, current_app, flash, g, make_response, redirect, request, url_for
+from flask import abort, current_app, flash, make_response, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_login import current_user
@@ -26,7 +26,6 @@ from ..models import (
     JobStatus,
     OutboxEmail,
     StaffRole,
-    StaffSession,
     StaffUser,
 )
 from ..permissions import Permission
@@ -40,6 +39,9 @@ from .base import (
     run_domain,
 )
 from .forms import MAX_ROW_ID, PASSWORD_RULES, ConsoleForm, NewPasswordForm, RecordIdsField
+from .login import current_staff_session
+from .staff_sessions import SessionsView
+from .twofactor import TwoFactorView
 
 CATEGORY = "System"
 
@@ -209,12 +211,6 @@ def shown_once(body: str):
 
 
 # --------------------------------------------------------------------------- own account
-
-
-def current_staff_session() -> StaffSession | None:
-    """The StaffSession of this request, which sign-in code keeps on ``g.staff_session``
-    (None when there is none): kept when its user changes their own password."""
-    return g.get("staff_session")
 
 
 class ChangePasswordForm(NewPasswordForm):
@@ -399,3 +395,6 @@ def register(admin, db) -> None:
     admin.add_view(CounterView(Counter, db, name="Counters", category=DATA_CATEGORY))
     admin.add_view(JobsView(name="Jobs", endpoint="jobs", category=CATEGORY))
     admin.add_view(AccountView(name="Your account", endpoint="account", url="account"))
+    admin.add_view(SessionsView(name="Sessions", endpoint="sessions", category=CATEGORY))
+    admin.add_view(TwoFactorView(name="Two-factor sign-in", endpoint="two_factor",
+                                 category=CATEGORY))
