@@ -11,14 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 import time_machine
-from flask import g
 from werkzeug.security import check_password_hash
 
 from backoffice import staff as staff_accounts
 from backoffice.errors import Conflict, DomainError, InvalidInput
 from backoffice.extensions import db, limiter
 from backoffice.models import AuditEvent, PasswordResetToken, StaffSession, StaffUser
-from tests.conftest import PASSWORD, csrf_token_from, login, make_staff
+from tests.conftest import PASSWORD, change_events, csrf_token_from, login, make_staff
 from tests.test_staff import end_reasons, open_session, open_sessions
 
 NEW_PASSWORD = "purple tractor lemon"
@@ -26,9 +25,10 @@ MOMENT = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
 
 def _events(action: str | None = None) -> list[AuditEvent]:
-    query = sa.select(AuditEvent).order_by(AuditEvent.seq)
+    """The audit events of changes (sign-ins and sign-outs left out), or of one action."""
+    query = change_events()
     if action:
-        query = query.where(AuditEvent.action == action)
+        query = sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
     return list(db.session.scalars(query))
 
 
@@ -497,28 +497,24 @@ def test_the_account_page_needs_a_sign_in(app):
     assert response.status_code == 302 and "/login" in response.headers["Location"]
 
 
-def test_a_change_keeps_the_session_sign_in_code_names(second_app, appctx, staff):
-    """The contract with the per-request session check: it puts the request's StaffSession
-    on ``g.staff_session``; a password change keeps that one and ends the others."""
+def test_a_change_keeps_this_session_and_ends_the_others(app, appctx, staff):
+    """A password change ends the account's other sessions; the browser that made it
+    stays signed in."""
     user_id = staff("finance")
+    client = app.test_client()
+    assert login(client, "finance@staff.test").status_code == 303
     with appctx():
         user = db.session.get(StaffUser, user_id)
-        this, other = open_session(user).id, open_session(user).id
+        [this] = open_sessions(user)
+        this_id, other = this.id, open_session(user).id
         db.session.commit()
-    checked = second_app()
-
-    @checked.before_request
-    def _name_the_session():
-        g.staff_session = db.session.get(StaffSession, this)
-
-    client = checked.test_client()
-    assert login(client, "finance@staff.test").status_code == 303
     assert "Your password is changed" in _change(client).get_data(as_text=True)
     with appctx():
         user = db.session.get(StaffUser, user_id)
-        assert [s.id for s in open_sessions(user)] == [this]
+        assert [s.id for s in open_sessions(user)] == [this_id]
         assert db.session.get(StaffSession, other).end_reason == "password"
         assert end_reasons(user) == {"password"}
+    assert client.get("/admin/").status_code == 200
 
 
 def test_the_account_page_is_rate_limited(rate_limited_app, staff):

@@ -182,7 +182,8 @@ def test_unset_it_requires_admin_and_finance_outside_development(database_url, m
                                                                  testing, debug, expected):
     monkeypatch.delenv("TWO_FACTOR_REQUIRED_ROLES", raising=False)
     monkeypatch.delenv("BACKOFFICE_TWO_FACTOR_REQUIRED_ROLES", raising=False)
-    config = {**base_config(database_url), "TESTING": testing, "DEBUG": debug}
+    config = {**base_config(database_url), "TESTING": testing, "DEBUG": debug,
+              "AUDIT_KEY": "production-like-audit-key-0123456789"}
     monkeypatch.setenv("FLASK_DEBUG", "1" if debug else "0")
     other = create_app(config)
     try:

@@ -37,8 +37,10 @@ CSP_TEMPLATE = "; ".join(
 FIXED_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
 }
+#: unless a page asks for a stricter one (the reset-link page sends no-referrer, so its
+#: token never leaves in a Referer)
+DEFAULT_REFERRER_POLICY = "same-origin"
 
 
 def csp_nonce() -> str:
@@ -63,6 +65,7 @@ def set_security_headers(response: Response) -> Response:
     headers = response.headers
     headers["Content-Security-Policy"] = content_security_policy(csp_nonce())
     headers.update(FIXED_HEADERS)
+    headers.setdefault("Referrer-Policy", DEFAULT_REFERRER_POLICY)
     # Every page of the console is either signed in or a sign-in page, and every download
     # is a customer's data: none may be kept by the browser or a proxy. Static files keep
     # their own caching (revalidated by ETag).
