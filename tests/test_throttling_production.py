@@ -61,6 +61,7 @@ def server(database_url, is_postgres, tmp_path):
     port = _free_port()
     prefix = f"test-{uuid.uuid4().hex}"
     env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "throttling-test-key",
+           "AUDIT_KEY": "throttling-test-audit-key-0123456789abcdef",
            "RATELIMIT_STORAGE_URI": REDIS_URL, "BACKOFFICE_RATELIMIT_KEY_PREFIX": prefix,
            "LOGIN_RATE_LIMIT": f"{ADDRESS_LIMIT} per hour",
            "LOGIN_ACCOUNT_RATE_LIMIT": f"{ACCOUNT_LIMIT} per hour",
