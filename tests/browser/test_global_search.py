@@ -32,6 +32,7 @@ def test_search_by_ca_reference_invoice_number_and_email_fragment(appctx, sign_i
     expect(page).to_have_url(re.compile(rf"/admin/license/details/\?id={licence.id}$"))
     expect(page.locator("body")).to_contain_text(ref)
 
+    page.wait_for_load_state("load")  # the shortcut's script runs once the page has loaded
     page.keyboard.press("Control+k")
     expect(page.locator("#global-search")).to_be_focused()
     page.locator("#global-search").fill(number.lower())
