@@ -34,6 +34,7 @@ from flask_admin import expose
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from wtforms import Field, SelectChoice, SelectField, StringField
 from wtforms.validators import InputRequired, Optional
 from wtforms.widgets import HiddenInput
@@ -68,12 +69,19 @@ from .forms import (
     WholeNumberField,
     quantity_form,
 )
+from .paging import RowsPage, SortKey, record_rows
 from .review import Operation, review_confirm
 
 CATEGORY = "Finance"
 
-#: at most this many transactions are listed on one customer's page
-CUSTOMER_PAGE_LIMIT = 500
+#: transactions on a customer's or a subscription's page: newest first, 50 a page
+NEWEST_TRANSACTIONS = SortKey.of("created_at", Transaction.created_at, Transaction.id, True)
+#: what those pages show of each transaction, loaded for the page's rows at once
+TRANSACTION_LOADS = (
+    selectinload(Transaction.lines).selectinload(TransactionLine.certificate_type),
+    selectinload(Transaction.invoice),
+    selectinload(Transaction.actor),
+)
 
 
 #: the most charges one refund takes at once
@@ -130,6 +138,15 @@ def _refunded(done: list[Transaction]) -> str:
             "customer's next invoice.")
 
 
+def transaction_rows(condition, *, url, tab: str | None = None,
+                     anchor: str | None = None) -> RowsPage:
+    """One page of the transactions matching ``condition`` (a customer's, a
+    subscription's), newest first, each with its lines, invoice and actor."""
+    return record_rows(select(Transaction).where(condition).options(*TRANSACTION_LOADS),
+                       NEWEST_TRANSACTIONS, prefix="transactions", url=url, tab=tab,
+                       anchor=anchor)
+
+
 def customer_transactions_url(customer_id: int) -> str:
     """The Transactions & Refunds page of one customer (for links from other pages)."""
     return url_for("billing.customer_transactions", customer_id=customer_id)
@@ -154,16 +171,15 @@ class BillingView(SecureBaseView):
     @expose(f"/customer/<int(max={MAX_ROW_ID}):customer_id>/transactions")
     def customer_transactions(self, customer_id: int):
         customer = db.get_or_404(Customer, customer_id)
-        transactions = db.session.scalars(
-            select(Transaction).where(Transaction.customer_id == customer.id)
-            .order_by(Transaction.created_at.desc(), Transaction.id.desc())
-            .limit(CUSTOMER_PAGE_LIMIT)
-        ).all()
+        transactions = transaction_rows(
+            Transaction.customer_id == customer.id,
+            url=lambda **args: url_for(".customer_transactions", customer_id=customer.id,
+                                       **args))
         now = utcnow()
-        rows = [(t, refunds.refund_state(t, now)) for t in transactions]
+        rows = [(t, refunds.refund_state(t, now)) for t in transactions.rows]
         return self.render("finance/customer_transactions.html", customer=customer, rows=rows,
-                           can_refund=self.can(Permission.REFUND_WRITE),
-                           limit=CUSTOMER_PAGE_LIMIT)
+                           transactions=transactions,
+                           can_refund=self.can(Permission.REFUND_WRITE))
 
     # ------------------------------------------------------------------ refunds
 
@@ -465,7 +481,9 @@ class TransactionView(ReadOnlyModelView):
                            "actor")
     column_filters = ("kind", "reason", "currency", "created_at", "customer.company_name")
     column_searchable_list = ("customer.company_name",)
+    column_sortable_list = ("id", "created_at")
     column_default_sort = ("created_at", True)
+    column_list_loads = ("subscription.product",)
     column_formatters = {
         "amount": money_column(),
         "customer": link_formatter("customer"),
@@ -503,7 +521,9 @@ class InvoiceView(ReadOnlyModelView):
     column_details_list = ("number", "kind", "order", "customer", "period_start", "billing",
                            "currency", "total", "lines", "issued_at")
     column_searchable_list = ("number",)
+    column_exact_search = ("number",)
     column_filters = ("kind", "currency", "issued_at", "period_start")
+    column_sortable_list = ("number", "issued_at")
     column_default_sort = ("issued_at", True)
     column_formatters = {
         "number": _printable_invoice_link,
