@@ -79,6 +79,7 @@ from ..money import format_money
 from ..permissions import Permission, has_permission
 from .forms import ConsoleForm, has_control_characters
 from .paging import (
+    KEYSET_ARGS,
     MAX_OFFSET_ROWS,
     RowCount,
     SortKey,
@@ -313,10 +314,6 @@ def _is_json(column) -> bool:
     if isinstance(column, (list, tuple)):
         return any(_is_json(c) for c in column)
     return isinstance(getattr(column, "type", None), JSON)
-
-
-#: the arguments of a keyset list that carry its position
-KEYSET_ARGS = ("after", "before")
 
 
 def like_pattern(word: str) -> str:

@@ -42,6 +42,9 @@ MAX_OFFSET_ROWS = 10_000
 #: the longest token an address may carry
 MAX_TOKEN = 600
 
+#: the arguments that carry a keyset position
+KEYSET_ARGS = ("after", "before")
+
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,600}")
 _BIGGEST_ID = 2 ** 63 - 1
 
@@ -341,21 +344,23 @@ class RowsPage:
         return bool(self.first_url or self.next_url)
 
 
-def record_rows(source: Select | Fetch, key: SortKey, *, prefix: str,
+def record_rows(source: Select | Fetch, key: SortKey, *, prefix: str | None,
                 url: Callable[..., str], size: int = 50, tab: str | None = None,
                 anchor: str | None = None) -> RowsPage:
-    """A page of a record's rows for its page (a query, or a :data:`Fetch`): the position
-    comes from the address (``<prefix>_after`` / ``<prefix>_before``), and a token that
-    is not one of this order's is ignored (the first page). ``url(**args)`` makes the
-    page's address; the links keep its other arguments, open on ``tab`` (``tab=``) and
-    scroll to ``anchor`` (the tab's, by default)."""
+    """A page of rows for a page that shows them (a query, or a :data:`Fetch`): the
+    position comes from the address (``<prefix>_after`` / ``<prefix>_before``, or
+    ``after`` / ``before`` without a prefix), and a token that is not one of this order's
+    is ignored (the first page). ``url(**args)`` makes the page's address from its other
+    arguments and the position; the links open on ``tab`` (``tab=``) and scroll to
+    ``anchor`` (the tab's, by default)."""
+    after_name, before_name = (f"{prefix}_after", f"{prefix}_before") if prefix \
+        else KEYSET_ARGS
     anchor = anchor or tab
-    after = request.args.get(f"{prefix}_after")
-    before = request.args.get(f"{prefix}_before")
-    page = keyset_page(source, key, size=size, after=key.parse(after),
-                       before=None if after else key.parse(before))
+    after = key.parse(request.args.get(after_name))
+    before = None if after else key.parse(request.args.get(before_name))
+    page = keyset_page(source, key, size=size, after=after, before=before)
     others = {k: v for k, v in request.args.items()
-              if k not in (f"{prefix}_after", f"{prefix}_before", "tab")}
+              if k not in (after_name, before_name, "tab")}
     if tab:
         others["tab"] = tab
 
@@ -365,5 +370,5 @@ def record_rows(source: Select | Fetch, key: SortKey, *, prefix: str,
     return RowsPage(
         rows=page.rows,
         first_url=address() if not page.is_first else None,
-        prev_url=address(**{f"{prefix}_before": page.prev_token}) if page.prev_token else None,
-        next_url=address(**{f"{prefix}_after": page.next_token}) if page.next_token else None)
+        prev_url=address(**{before_name: page.prev_token}) if page.prev_token else None,
+        next_url=address(**{after_name: page.next_token}) if page.next_token else None)
