@@ -690,7 +690,8 @@ class AddressMixin:
 class Reseller(AddressMixin, db.Model):
     """A partner that manages customers on the partner platform."""
 
-    __table_args__ = (trigram_index("ix_reseller_company_name_trgm", "company_name"),)
+    __table_args__ = (trigram_index("ix_reseller_company_name_trgm", "company_name"),
+                      trigram_index("ix_reseller_city_trgm", "city"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[ResellerStatus] = mapped_column(

@@ -146,10 +146,13 @@ def _column_range(column) -> tuple[int, int]:
 
 
 def _python_type(column) -> type | None:
-    try:
-        return column.type.python_type
-    except NotImplementedError:
-        return None
+    column_type: Any
+    for column_type in (column.type, getattr(column.type, "impl", None)):
+        try:
+            return column_type.python_type
+        except (NotImplementedError, AttributeError):
+            continue
+    return None
 
 
 def keyset_type(column) -> type | None:

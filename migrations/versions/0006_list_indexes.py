@@ -60,6 +60,7 @@ TRIGRAM = [
     ('ix_customer_city_trgm', 'customer', 'city'),
     ('ix_customer_admin_email_trgm', 'customer_admin', 'email'),
     ('ix_reseller_company_name_trgm', 'reseller', 'company_name'),
+    ('ix_reseller_city_trgm', 'reseller', 'city'),
     ('ix_license_ca_reference_trgm', 'license', 'ca_reference'),
     ('ix_order_number_trgm', 'order', 'number'),
     ('ix_invoice_number_trgm', 'invoice', 'number'),
