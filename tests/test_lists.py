@@ -127,27 +127,40 @@ ORDERS = [
     ("creditentry", None, True),
     ("auditevent", None, True), ("auditevent", "created_at", False),
 ]
+#: searched lists (their pages are ordered from the matches): the search, and what matches
+SEARCHED = {
+    "profile": ("bulk", lambda row: "bulk" in row.email),
+    "transaction": ("acme", lambda row: True),
+    "order": ("ORD-V", lambda row: row.number.startswith("ORD-V")),
+}
 
 
-def _expected(app, endpoint: str, sort: str | None, desc: bool) -> list[str]:
+def _expected(app, endpoint: str, sort: str | None, desc: bool, search: str | None
+              ) -> list[str]:
     model, _column, attribute = SHOWN[endpoint]
     view = view_of(app, endpoint)
     name = sort or view.column_default_sort[0]
     key = SortKey.of(name, getattr(model, name), model.id, desc)
     rows = db.session.scalars(select(model).order_by(*key.order_by())).all()
+    if search:
+        rows = [row for row in rows if SEARCHED[endpoint][1](row)]
     return [str(getattr(row, attribute)) for row in rows]
 
 
-@pytest.mark.parametrize("endpoint, sort, desc", ORDERS)
+@pytest.mark.parametrize("endpoint, sort, desc, search", [
+    *((*order, None) for order in ORDERS),
+    *((*order, SEARCHED[order[0]][0]) for order in ORDERS if order[0] in SEARCHED)])
 def test_next_and_previous_skip_and_repeat_no_row(app, appctx, world, client_as, endpoint,
-                                                 sort, desc):
+                                                 sort, desc, search):
     client = client_as("admin")
     with appctx() as session:
         _add_rows(endpoint, world, 67, ties=4)  # four rows to each sort key
         session.commit()
-        expected = _expected(app, endpoint, sort, desc)
+        expected = _expected(app, endpoint, sort, desc, search)
     column = SHOWN[endpoint][1]
     query = {"page_size": "20"}
+    if search:
+        query["search"] = search
     if sort:
         query.update(sort=sort_index(app, endpoint, sort), desc="1" if desc else "0")
     first = client.get(f"/admin/{endpoint}/", query_string=query)

@@ -88,6 +88,7 @@ from .paging import (
     keyset_page,
     keyset_type,
     table_count,
+    within_matches,
 )
 
 log = logging.getLogger(__name__)
@@ -618,12 +619,21 @@ class ReadOnlyModelView(SecureMixin, ModelView):
             flash(f"Page {page + 1:,} is further than page numbers reach on this list; use "
                   "Next and Previous. Here is its first page.", "warning")
             offset = 0
-        result = keyset_page(query.options(*self.list_loads()), key, size=size, after=after,
-                             before=before, offset=offset)
-        if result.is_first and result.next_token is None:
-            count = RowCount(len(result.rows))  # the whole list is on this page
+        if unfiltered:
+            result = keyset_page(query.options(*self.list_loads()), key, size=size,
+                                 after=after, before=before, offset=offset)
+            if result.is_first and result.next_token is None:
+                count = RowCount(len(result.rows))  # the whole list is on this page
+            else:
+                count = self._count(query, unfiltered)
         else:
+            # Counted first: when the matches are few enough to count, the page is
+            # ordered from them rather than found by reading the sort index.
             count = self._count(query, unfiltered)
+            source = (within_matches(query, key, self.model, self.list_loads())
+                      if count.exact else query.options(*self.list_loads()))
+            result = keyset_page(source, key, size=size, after=after, before=before,
+                                 offset=offset)
         listing = Listing(
             count, keyset=True,
             first_url=None if result.is_first else self._page_url(),

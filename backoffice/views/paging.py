@@ -29,7 +29,7 @@ from babel.numbers import format_decimal
 from flask import current_app, request
 from sqlalchemy import Integer, String, func, literal, select, text, tuple_
 from sqlalchemy.orm import Query
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Select, operators
 
 from ..extensions import db
 from .forms import has_control_characters
@@ -314,6 +314,44 @@ def keyset_page(source: Query | Select | Fetch, key: SortKey, *, size: int,
     started = after is not None or offset > 0
     return KeysetPage(rows, key.token(rows[-1]) if more and rows else None,
                       key.token(rows[0]) if started and rows else None)
+
+
+def within_matches(query: Query, key: SortKey, model, options: Sequence = ()) -> Fetch:
+    """A :data:`Fetch` for a filtered or searched list whose matches are at most
+    COUNT_CAP (its capped count is exact): the matches are found first (the filter's or
+    search's own index, say a trigram index), at most COUNT_CAP + 1 of them, and only
+    then ordered and cut to a page, then loaded with ``options``.
+
+    Left to itself, the planner may read the sort index from its end and test every row
+    against the search until a page is full, which for a rare match means most of the
+    table; ordering the bounded set of matches costs what the matches cost, wherever the
+    page is.
+    """
+
+    def fetch(condition, order_by: list, limit: int, offset: int) -> Sequence:
+        matching = query.filter(condition) if condition is not None else query
+        columns = [key.id_column.label("match_id")]
+        if not key.by_id:
+            columns.append(key.column.label("match_key"))
+        matches = matching.with_entities(*columns).order_by(None).limit(
+            COUNT_CAP + 1).subquery()
+        descending = getattr(order_by[0], "modifier", None) is operators.desc_op
+
+        def ordered(source) -> list:
+            keys = [source.c.match_id] if key.by_id else [source.c.match_key,
+                                                           source.c.match_id]
+            return [c.desc() if descending else c.asc() for c in keys]
+
+        # the page's ids, ordered and cut from the matches; then their rows, by id
+        cut = select(matches).order_by(*ordered(matches)).limit(limit)
+        if offset:
+            cut = cut.offset(offset)
+        page = cut.subquery()
+        statement = (select(model).join(page, key.id_column == page.c.match_id)
+                     .order_by(*ordered(page)).options(*options))
+        return db.session.scalars(statement).all()
+
+    return fetch
 
 
 def _query_fetch(query: Query | Select) -> Fetch:
