@@ -730,6 +730,8 @@ def test_the_report_looks_customers_up_by_name(app, appctx, world, client_as):
         refused = client.get("/admin/billing/report/lookup/customer", query_string=query)
         assert refused.status_code == 400, query
     assert client.get("/admin/billing/report/lookup/staff").status_code == 404
+    assert client_as("finance").get("/admin/billing/report/lookup/reseller", query_string={
+        "query": "acme"}).get_json() == [[reseller_id, "Acme Resale"]]
     page = client.get("/admin/billing/report/").get_data(as_text=True)
     assert "<option" not in page.split('name="customer_id"')[0].rsplit("<label", 1)[-1]
     assert 'data-role="select2-ajax"' in page

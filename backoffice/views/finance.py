@@ -284,8 +284,7 @@ class LookupWidget:
         kwargs.setdefault("style", "width: 16em")
         attributes = {
             "type": "hidden", "name": field.name, "value": field._value(),
-            "data-role": "select2-ajax", "data-url": url_for(field.lookup_endpoint,
-                                                             what=field.what),
+            "data-role": "select2-ajax", "data-url": url_for(field.lookup_endpoint),
             "data-allow-blank": "1", "data-minimum-input-length": "1",
             "data-placeholder": f"All {field.what}s",
             "data-json": json.dumps([chosen.id, chosen.company_name] if chosen else None),
@@ -352,9 +351,9 @@ class ReportFilterForm(ConsoleForm):
     date_from = DayField("From", validators=[Optional()])
     date_to = DayField("To", validators=[Optional()])
     customer_id = LookupField("Customer", model=Customer, what="customer",
-                              lookup_endpoint="transaction_report.lookup")
+                              lookup_endpoint="transaction_report.lookup_customer")
     reseller_id = LookupField("Reseller", model=Reseller, what="reseller",
-                              lookup_endpoint="transaction_report.lookup")
+                              lookup_endpoint="transaction_report.lookup_reseller")
     kind = _choose("Kind", "kind", KIND_CHOICES)
     reason = _choose("Reason", "reason", REASON_CHOICES)
     after = PositionField("After", widget=HiddenInput())
@@ -435,14 +434,21 @@ class TransactionReportView(SecureBaseView):
     def index(self):
         return self._page(*self._read_filters(bounded=True))
 
-    @expose("/lookup/<any(customer, reseller):what>")
-    def lookup(self, what: str):
-        """The type-ahead of the customer and reseller fields: ``[[id, name], ...]``."""
+    @expose("/lookup/customer")
+    def lookup_customer(self):
+        """The type-ahead of the customer field: ``[[id, company name], ...]``."""
+        return self._lookup(Customer)
+
+    @expose("/lookup/reseller")
+    def lookup_reseller(self):
+        """The type-ahead of the reseller field."""
+        return self._lookup(Reseller)
+
+    def _lookup(self, model):
         form = LookupQueryForm(formdata=request.args)
         if not form.validate():
             return jsonify(error="This look-up takes a search of at most 200 characters "
                                  "and a page of at most 20."), 400
-        model = Customer if what == "customer" else Reseller
         found = partners.find_companies(model, form.query.data or "", offset=form.offset.data,
                                         limit=form.limit.data)
         return jsonify([[ident, name] for ident, name in found])
