@@ -263,7 +263,7 @@ class SortKey:
         if name != self.name or type(ident) is not int or not 0 < ident <= _BIGGEST_ID:
             return None
         if self.by_id:
-            return (ident, ident) if value == ident else None
+            return (ident, ident) if type(value) is int and value == ident else None
         try:
             return _decode_value(self.column, self.kind, value), ident
         except (ValueError, TypeError, OverflowError):
