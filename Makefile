@@ -34,14 +34,17 @@ $(VENV)/.dev: $(DEV_LOCK) pyproject.toml | $(BIN)/python
 	$(PIP) --no-deps -e .
 	touch $@ $(VENV)/.runtime
 
-instance/secret_key:
+instance/secret_key instance/audit_key:
 	mkdir -p instance
 	$(BIN)/python -c "import secrets; print(secrets.token_hex(32))" > $@
 	chmod 600 $@
 
 ## make run: install, migrate the SQLite database, seed demo data and a first admin when
 ## empty (printing the login once), then serve on 127.0.0.1:5000 with the scheduler.
-run: $(VENV)/.runtime instance/secret_key
+## A laptop needs no authenticator app: no role must use two-factor sign-in unless
+## TWO_FACTOR_REQUIRED_ROLES says otherwise (`make run TWO_FACTOR_REQUIRED_ROLES=admin`).
+run: export TWO_FACTOR_REQUIRED_ROLES ?=
+run: $(VENV)/.runtime instance/secret_key instance/audit_key
 	$(BIN)/flask db upgrade
 	$(BIN)/flask bootstrap --url http://$(HOST):$(PORT)
 	SCHEDULER_ENABLED=1 $(BIN)/flask run --host $(HOST) --port $(PORT) --no-reload

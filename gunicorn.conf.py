@@ -5,12 +5,23 @@ worker keeps telling the arbiter it is alive, so an export is never cut off by t
 timeout. Workers are recycled after a number of requests, with jitter, so they never all
 restart at once. The access log carries each request's id (X-Request-ID), as the
 application's own log lines do.
+
+Several workers must count sign-in attempts in one shared store: with the default
+``memory://`` each worker would keep its own count, so this file refuses to start them.
 """
 
 import os
 
 bind = os.environ.get("BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+
+_limiter_storage = (os.environ.get("BACKOFFICE_RATELIMIT_STORAGE_URI")
+                    or os.environ.get("RATELIMIT_STORAGE_URI") or "memory://")
+if workers > 1 and _limiter_storage.startswith("memory://"):
+    raise SystemExit(
+        f"gunicorn.conf.py: {workers} workers with RATELIMIT_STORAGE_URI={_limiter_storage} "
+        "would each count sign-in attempts on their own. Set RATELIMIT_STORAGE_URI to a "
+        "shared store (redis://127.0.0.1:6379/0) or run one worker (WEB_CONCURRENCY=1).")
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # With gthread the timeout bounds a worker that stopped answering, not a request.

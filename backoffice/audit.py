@@ -1,7 +1,12 @@
-"""The append-only, hash-chained audit log.
+"""The append-only, keyed, hash-chained audit log.
 
-Each event's hash covers its content and the previous event's hash, so editing or
-deleting any row breaks the chain from there on; ``verify_chain`` finds where.
+Each event's hash is an HMAC-SHA256, keyed with the audit key (``AUDIT_KEY``, kept out
+of the database), over its content and the previous event's hash: editing or deleting
+any row breaks the chain from there on, and without the key nobody can recompute it.
+Checkpoints (``write_checkpoint``, nightly) keep the chain head in a separate table, so
+a removed tail or a chain rewritten from some point on is found too; ``verify_chain``
+reports where. The database refuses UPDATE, DELETE and TRUNCATE on both tables
+(migration 0005), and the ORM refuses them before they are sent.
 Events are written in the caller's transaction: a change and its audit event commit
 or roll back together.
 """
@@ -9,8 +14,9 @@ or roll back together.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -19,10 +25,33 @@ from sqlalchemy import event, select
 
 from .clock import utcnow
 from .extensions import db
-from .models import AuditEvent, StaffUser
+from .models import AuditCheckpoint, AuditEvent, StaffUser
 from .numbering import next_value
 
 GENESIS_HASH = "0" * 64
+#: the action of the event a checkpoint writes into the log
+CHECKPOINT_ACTION = "audit.checkpoint"
+
+#: where the audit key comes from (see ``use_key``)
+_key_source: Callable[[], str | bytes] | None = None
+
+
+def use_key(key: str | bytes | Callable[[], str | bytes]) -> None:
+    """Set the key every event hash is keyed with: the key itself, or a function that
+    returns the key in force (``create_app`` passes one that reads the current app's
+    ``AUDIT_KEY``, so several apps in one process each use their own)."""
+    global _key_source
+    _key_source = key if callable(key) else (lambda: key)
+
+
+def _key() -> bytes:
+    if _key_source is None:
+        raise RuntimeError("No audit key: audit.use_key() must be called first "
+                           "(create_app does, from AUDIT_KEY)")
+    key = _key_source()
+    if not key:
+        raise RuntimeError("The audit key is empty (AUDIT_KEY)")
+    return key.encode() if isinstance(key, str) else key
 
 
 def _jsonable(value: Any) -> Any:
@@ -38,9 +67,10 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def compute_hash(event_row: AuditEvent) -> str:
-    """SHA-256 of the event's content and its predecessor's hash."""
-    payload = json.dumps(
+def hashed_content(event_row: AuditEvent) -> bytes:
+    """What an event's hash covers: its content and its predecessor's hash, as canonical
+    JSON."""
+    return json.dumps(
         {
             "seq": event_row.seq,
             "created_at": event_row.created_at.isoformat(),
@@ -54,8 +84,14 @@ def compute_hash(event_row: AuditEvent) -> str:
         },
         sort_keys=True,
         separators=(",", ":"),
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    ).encode()
+
+
+def compute_hash(event_row: AuditEvent, key: bytes | None = None) -> str:
+    """HMAC-SHA256 of the event's content and its predecessor's hash, keyed with the audit
+    key (or ``key``)."""
+    return hmac.new(key if key is not None else _key(), hashed_content(event_row),
+                    hashlib.sha256).hexdigest()
 
 
 def record(
@@ -94,6 +130,33 @@ def record(
     return row
 
 
+def write_checkpoint(*, actor_label: str = "system") -> AuditCheckpoint | None:
+    """Keep the chain head (its last event's sequence number and hash) in
+    ``audit_checkpoint`` and record it in the log as an ``audit.checkpoint`` event, in
+    the current transaction; None when the log is empty.
+
+    A later ``verify_chain`` finds the event the checkpoint names, with that hash, or
+    reports the chain cut back or rewritten.
+    """
+    head = db.session.execute(
+        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    if head is None:
+        return None
+    checkpoint = AuditCheckpoint(created_at=utcnow(), seq=head.seq, hash=head.hash)
+    db.session.add(checkpoint)
+    db.session.flush()
+    record(None, CHECKPOINT_ACTION, checkpoint, {"seq": head.seq, "hash": head.hash},
+           actor_label=actor_label)
+    return checkpoint
+
+
+def last_checkpoint() -> AuditCheckpoint | None:
+    """The checkpoint written last, if any."""
+    return db.session.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc())
+                             .limit(1))
+
+
 @dataclass
 class ChainProblem:
     """Where the chain breaks and why."""
@@ -102,20 +165,95 @@ class ChainProblem:
     problem: str
 
 
+@dataclass(frozen=True)
+class _Checkpoint:
+    id: int
+    created_at: datetime
+    seq: int
+    hash: str
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.id} of {self.created_at:%Y-%m-%d %H:%M} UTC"
+
+
 def verify_chain(batch_size: int = 1000) -> list[ChainProblem]:
-    """Walk the whole chain in order; return every break found (empty when intact)."""
+    """Walk the whole chain in order and hold it against every checkpoint; return every
+    break found (empty when intact).
+
+    Each event must follow the one before it without a gap, link to its hash and match
+    its own keyed hash. Each checkpoint's event must still be there with the hash it had
+    (else the tail was removed, or the chain rewritten, since), and so must the
+    ``audit.checkpoint`` event that logged it; and each such event's checkpoint row must
+    still be there as it recorded it.
+    """
+    checkpoints = _read_checkpoints()
+    watched = {c.seq for c in checkpoints}
+    hashes_at: dict[int, str] = {}
+    #: (event seq, checkpoint id, the seq and hash it recorded) of each checkpoint event
+    claims: list[tuple[int, str, Any, Any]] = []
     problems: list[ChainProblem] = []
     expected_prev = GENESIS_HASH
     expected_seq = 1
+    key = _key()
     for row in _iter_events(batch_size):
         if row.seq != expected_seq:
             problems.append(ChainProblem(row.seq, f"expected event {expected_seq}: rows missing"))
         if row.prev_hash != expected_prev:
             problems.append(ChainProblem(row.seq, "does not link to the event before it"))
-        if compute_hash(row) != row.hash:
+        if compute_hash(row, key) != row.hash:
             problems.append(ChainProblem(row.seq, "content does not match its hash"))
+        if row.seq in watched:
+            hashes_at[row.seq] = row.hash
+        if row.action == CHECKPOINT_ACTION and row.target_type == AuditCheckpoint.__name__:
+            details = row.details or {}
+            claims.append((row.seq, row.target_id, details.get("seq"), details.get("hash")))
         expected_prev = row.hash
         expected_seq = row.seq + 1
+    problems += _checkpoint_problems(checkpoints, hashes_at, claims)
+    return problems
+
+
+def _read_checkpoints(*where: Any) -> list[_Checkpoint]:
+    return [_Checkpoint(*row) for row in db.session.execute(
+        select(AuditCheckpoint.id, AuditCheckpoint.created_at, AuditCheckpoint.seq,
+               AuditCheckpoint.hash).where(*where).order_by(AuditCheckpoint.id))]
+
+
+def _checkpoint_problems(checkpoints: list[_Checkpoint], hashes_at: dict[int, str],
+                         claims: list[tuple[int, str, Any, Any]]) -> list[ChainProblem]:
+    problems = []
+    for checkpoint in checkpoints:
+        found = hashes_at.get(checkpoint.seq)
+        if found is None:
+            problems.append(ChainProblem(
+                checkpoint.seq, f"missing, but {checkpoint} vouched for it: events were "
+                                f"removed from the log"))
+        elif found != checkpoint.hash:
+            problems.append(ChainProblem(
+                checkpoint.seq, f"its hash is not the one {checkpoint} recorded: the chain "
+                                f"was rewritten"))
+    logged = {claim[1] for claim in claims}
+    for checkpoint in checkpoints:
+        if str(checkpoint.id) not in logged and checkpoint.seq in hashes_at:
+            problems.append(ChainProblem(
+                checkpoint.seq, f"{checkpoint} names it, but the event that logged the "
+                                f"checkpoint is missing: events were removed from the log"))
+    by_id = {str(c.id): c for c in checkpoints}
+    # A checkpoint written while the walk ran is read now.
+    unseen = {int(claim[1]) for claim in claims
+              if claim[1] not in by_id and claim[1].isdigit()}
+    if unseen:
+        by_id.update((str(c.id), c) for c in _read_checkpoints(AuditCheckpoint.id.in_(unseen)))
+    for seq, checkpoint_id, claimed_seq, claimed_hash in claims:
+        claimed = by_id.get(checkpoint_id)
+        if claimed is None:
+            problems.append(ChainProblem(
+                seq, f"records checkpoint {checkpoint_id}, which is missing from "
+                     f"audit_checkpoint"))
+        elif (claimed.seq, claimed.hash) != (claimed_seq, claimed_hash):
+            problems.append(ChainProblem(
+                seq, f"records checkpoint {checkpoint_id} otherwise than audit_checkpoint "
+                     f"holds it"))
     return problems
 
 
@@ -134,11 +272,14 @@ def _iter_events(batch_size: int) -> Iterator[AuditEvent]:
         db.session.expunge_all()
 
 
-@event.listens_for(AuditEvent, "before_update")
-def _refuse_update(_mapper, _connection, target: AuditEvent) -> None:
-    raise RuntimeError(f"audit event {target.seq} is append-only and cannot be changed")
+def _refuse(verb: str) -> Callable[..., None]:
+    def listener(_mapper, _connection, target: AuditEvent | AuditCheckpoint) -> None:
+        what = (f"audit event {target.seq}" if isinstance(target, AuditEvent)
+                else f"audit checkpoint {target.id}")
+        raise RuntimeError(f"{what} is append-only and cannot be {verb}")
+    return listener
 
 
-@event.listens_for(AuditEvent, "before_delete")
-def _refuse_delete(_mapper, _connection, target: AuditEvent) -> None:
-    raise RuntimeError(f"audit event {target.seq} is append-only and cannot be deleted")
+for _model in (AuditEvent, AuditCheckpoint):
+    event.listen(_model, "before_update", _refuse("changed"))
+    event.listen(_model, "before_delete", _refuse("deleted"))

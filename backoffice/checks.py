@@ -1,5 +1,7 @@
 """The nightly self-check of the books: balances against ledgers, refunds against
-charges, and the audit chain. It reads only; anomalies go into the job's run record."""
+charges, and the audit chain against its checkpoints. It changes nothing in the books;
+anomalies go into the job's run record. It ends by writing a checkpoint of the audit
+chain's head, which the job commits."""
 
 from __future__ import annotations
 
@@ -12,16 +14,20 @@ from .models import CreditEntry, Profile, TransactionLine
 
 
 def ledger_check() -> dict:
-    """Every balance equals its ledger, no line is over-refunded, the audit chain holds.
+    """Every balance equals its ledger, no line is over-refunded, the audit chain holds;
+    then a checkpoint of the chain head (``audit.write_checkpoint``), flushed, not
+    committed.
 
-    Returns counts and a list of anomalies; writes nothing.
+    Returns counts, a list of anomalies and the checkpoint written ("event N", or "none"
+    when the log is empty).
     """
     anomalies = balance_anomalies() + refund_anomalies()
     anomalies += [f"audit event {p.seq}: {p.problem}" for p in audit.verify_chain()]
     profiles = db.session.scalar(select(func.count(Profile.id)))
     lines = db.session.scalar(select(func.count(TransactionLine.id)))
-    db.session.rollback()
-    return {"profiles_checked": profiles, "lines_checked": lines, "anomalies": anomalies}
+    checkpoint = audit.write_checkpoint(actor_label="job:ledger_check")
+    return {"profiles_checked": profiles, "lines_checked": lines, "anomalies": anomalies,
+            "checkpoint": f"event {checkpoint.seq}" if checkpoint else "none"}
 
 
 def balance_anomalies() -> list[str]:

@@ -16,8 +16,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from . import staff
-from .audit import verify_chain
+from . import audit, staff, twofactor
 from .demo import seed
 from .errors import DomainError
 from .extensions import db
@@ -30,6 +29,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(create_staff_command)
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(bootstrap_command)
+    app.cli.add_command(reset_two_factor_command)
     app.cli.add_command(audit_group)
     app.cli.add_command(jobs_group)
 
@@ -110,6 +110,25 @@ def bootstrap_command(admin_email: str, demo: bool, url: str) -> None:
         click.echo("This password is shown only once.")
 
 
+@click.command("reset-two-factor")
+@click.argument("email")
+@with_appcontext
+def reset_two_factor_command(email: str) -> None:
+    """Reset a staff member's two-factor sign-in (a lost phone and lost recovery codes,
+    with no other admin to do it on the Sessions page); their sessions end."""
+    email = email.strip().lower()
+    user = db.session.scalar(select(StaffUser).where(func.lower(StaffUser.email) == email))
+    if user is None:
+        _fail(f"No staff account has the email {email}.")
+    try:
+        ended = twofactor.reset(user, actor=None)
+        db.session.commit()
+    except DomainError as exc:
+        _fail(str(exc))
+    click.echo(f"Two-factor sign-in of {user.email} is reset; {ended} session(s) ended. "
+               "They set it up again at their next sign-in.")
+
+
 @click.group("audit")
 def audit_group() -> None:
     """Audit log commands."""
@@ -118,13 +137,20 @@ def audit_group() -> None:
 @audit_group.command("verify")
 @with_appcontext
 def audit_verify_command() -> None:
-    """Check the audit chain; exits 1 and names each break when it was tampered with."""
-    problems = verify_chain()
+    """Check the audit chain against its keyed hashes and its checkpoints; exits 1 and
+    names each break when it was tampered with."""
+    problems = audit.verify_chain()
+    checkpoint = audit.last_checkpoint()
     if problems:
         for problem in problems:
             click.secho(f"event {problem.seq}: {problem.problem}", fg="red", err=True)
         sys.exit(1)
     click.echo("Audit chain intact.")
+    if checkpoint is None:
+        click.echo("No checkpoint yet (the nightly ledger check writes one).")
+    else:
+        click.echo(f"Last checkpoint: event {checkpoint.seq}, "
+                   f"{checkpoint.created_at:%Y-%m-%d %H:%M} UTC.")
 
 
 @click.group("jobs")

@@ -13,6 +13,11 @@ ENV_PREFIX = "BACKOFFICE"
 #: The key that ships with the code; the app refuses to start with it outside debug/testing.
 DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"
 
+#: The audit key debug and testing runs fall back on; refused everywhere else.
+DEV_AUDIT_KEY = "dev-only-audit-key-not-for-production"
+#: the shortest AUDIT_KEY accepted outside debug/testing (a guessable key unlocks the chain)
+MIN_AUDIT_KEY_LENGTH = 32
+
 #: the largest request body accepted, in bytes (MAX_CONTENT_LENGTH): no console form is
 #: anywhere near it, and a bigger body is refused before it is read
 MAX_CONTENT_LENGTH = 1024 * 1024
@@ -41,6 +46,18 @@ def _secret_key(instance_path: str) -> str:
     return DEFAULT_SECRET_KEY
 
 
+def _audit_key(instance_path: str) -> str:
+    """AUDIT_KEY from the environment, else the instance's ``audit_key`` file (made by
+    ``make run``), else empty: ``create_app`` then uses the development key in
+    debug/testing and refuses to start otherwise."""
+    if os.environ.get("AUDIT_KEY"):
+        return os.environ["AUDIT_KEY"]
+    key_file = Path(instance_path) / "audit_key"
+    if key_file.is_file():
+        return key_file.read_text().strip()
+    return ""
+
+
 def from_environment(instance_path: str) -> dict:
     """Build the configuration mapping from environment variables.
 
@@ -61,6 +78,8 @@ def _documented_settings(instance_path: str) -> dict:
     sqlite_path = Path(instance_path) / "backoffice.db"
     return {
         "SECRET_KEY": _secret_key(instance_path),
+        # The key of the audit chain's HMAC; never stored in the database.
+        "AUDIT_KEY": _audit_key(instance_path),
         "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL", f"sqlite:///{sqlite_path}"),
         # Start the job scheduler inside this process when the app is created (``make run``
         # sets it for the web server; production runs ``flask jobs run`` on its own instead).
@@ -76,9 +95,32 @@ def _documented_settings(instance_path: str) -> dict:
         "SMTP_USERNAME": os.environ.get("SMTP_USERNAME", ""),
         "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
         "MAIL_FROM": os.environ.get("MAIL_FROM", "backoffice@example.com"),
+        # Sign-in attempts per client address, per account (the email submitted) and per
+        # account on the two-factor code step (limits strings: "5 per minute; 20 per hour").
         "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "10 per minute"),
+        "LOGIN_ACCOUNT_RATE_LIMIT": os.environ.get("LOGIN_ACCOUNT_RATE_LIMIT",
+                                                   "5 per minute; 20 per hour"),
+        "TWO_FACTOR_RATE_LIMIT": os.environ.get("TWO_FACTOR_RATE_LIMIT",
+                                                "5 per minute; 20 per hour"),
+        # Where the attempts are counted: memory:// is one process's own count; several
+        # processes (gunicorn workers) need a shared store, redis://host:6379/0.
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (0: none,
+        # the headers are ignored); the client address is then the one the nearest proxy saw.
+        "PROXY_FIX": os.environ.get("PROXY_FIX", "0"),
+        # Roles that must sign in with a second factor (TOTP), comma-separated; "" or
+        # "none" for none. Unset, it is "admin,finance", except under debug or testing
+        # (see views/login.py, which settles it when the app is made).
+        "TWO_FACTOR_REQUIRED_ROLES": os.environ.get("TWO_FACTOR_REQUIRED_ROLES"),
+        # the name authenticator apps show next to the account
+        "TWO_FACTOR_ISSUER": os.environ.get("TWO_FACTOR_ISSUER", "Back-office"),
         "DISPLAY_LOCALE": os.environ.get("DISPLAY_LOCALE", "en_US"),
+        # The seller printed on every invoice: name, address (lines separated by "|" or
+        # new lines) and tax id.
+        "SELLER_NAME": os.environ.get("SELLER_NAME", "Example Certificates Ltd"),
+        "SELLER_ADDRESS": os.environ.get(
+            "SELLER_ADDRESS", "1 Example Street|Springfield, IL 62701|United States"),
+        "SELLER_TAX_ID": os.environ.get("SELLER_TAX_ID", "US 12-3456789"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _flag("SESSION_COOKIE_SECURE", False),

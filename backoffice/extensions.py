@@ -35,7 +35,12 @@ migrate = Migrate()
 csrf = CSRFProtect()
 login_manager = LoginManager()
 mail = Mail()
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
+#: Only the routes that say so are limited (see views/throttle.py). A moving window, checked
+#: and counted in one step; Retry-After (and X-RateLimit-*) on limited responses; a storage
+#: failure raises ``limits.errors.StorageError`` instead of letting the request through.
+limiter = Limiter(key_func=get_remote_address, default_limits=[], strategy="moving-window",
+                  headers_enabled=True, swallow_errors=False,
+                  storage_options={"wrap_exceptions": True})
 
 
 def configure_sqlite(engine: Engine) -> None:

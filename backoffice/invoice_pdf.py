@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
 
 from babel.dates import format_datetime
 from fpdf import FPDF
 
+from .formats import address_lines
 from .models import Invoice, InvoiceKind
 from .money import to_decimal
 
@@ -35,15 +37,42 @@ def _pdf_datetime(value: datetime, locale: str) -> str:
     return format_datetime(value, "medium", tzinfo=None, locale=locale) + " UTC"
 
 
-def invoice_pdf(invoice: Invoice, locale: str = "en_US") -> bytes:
+@dataclass(frozen=True)
+class Seller:
+    """Who issues the invoices (from configuration): printed at the top of each."""
+
+    name: str
+    address: tuple[str, ...] = ()
+    tax_id: str = ""
+
+    @classmethod
+    def from_settings(cls, name: str, address: str, tax_id: str) -> Seller:
+        """``address`` is lines separated by "|" or new lines."""
+        lines = tuple(part.strip() for part in address.replace("\n", "|").split("|"))
+        return cls(name=name.strip(), address=tuple(line for line in lines if line),
+                   tax_id=tax_id.strip())
+
+    def lines(self) -> list[str]:
+        """The seller block as printed: name, address, tax id."""
+        return [line for line in (self.name, *self.address,
+                                  f"Tax id {self.tax_id}" if self.tax_id else "") if line]
+
+
+def invoice_pdf(invoice: Invoice, locale: str = "en_US", seller: Seller | None = None) -> bytes:
     """The invoice as a one-document PDF (fpdf2, built-in fonts, uncompressed text).
 
-    ``locale`` is how the issue date is written (the console's display locale).
+    ``locale`` is how the issue date is written (the console's display locale); ``seller``
+    is printed at the top.
     """
     pdf = FPDF(format="A4")
     pdf.set_compression(False)
     pdf.set_title(f"Invoice {invoice.number}")
     pdf.add_page()
+    if seller is not None:
+        pdf.set_font("helvetica", size=9)
+        for line in seller.lines():
+            pdf.cell(0, 4.5, _pdf_text(line), align="R", new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(4)
     pdf.set_font("helvetica", style="B", size=16)
     pdf.cell(0, 10, _pdf_text(f"Invoice {invoice.number}"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("helvetica", size=10)
@@ -57,7 +86,7 @@ def invoice_pdf(invoice: Invoice, locale: str = "en_US") -> bytes:
     pdf.set_font("helvetica", style="B", size=10)
     pdf.cell(0, 6, "Bill to", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("helvetica", size=10)
-    for line in _billing_lines(invoice.billing):
+    for line in billing_lines(invoice.billing, locale):
         pdf.cell(0, 5, _pdf_text(line), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     widths = (120, 20, 40)
@@ -81,14 +110,10 @@ def invoice_pdf(invoice: Invoice, locale: str = "en_US") -> bytes:
     return bytes(pdf.output())
 
 
-def _billing_lines(billing: dict) -> list[str]:
-    """The billing snapshot as address lines, in the order they are written on a letter."""
+def billing_lines(billing: dict, locale: str = "en_US") -> list[str]:
+    """The billing snapshot as address lines, laid out as the country writes them."""
     billing = billing or {}
-    lines = [billing.get(k, "") for k in ("name", "company", "address1", "address2",
-                                          "address3")]
-    lines.append(" ".join(v for v in (billing.get("postal_code"), billing.get("city")) if v))
-    lines += [billing.get("state", ""), billing.get("country", "")]
     extra = [f"VAT {billing['vat_number']}"] if billing.get("vat_number") else []
     if billing.get("reseller"):
         extra.append(f"Partner: {billing['reseller']}")
-    return [line for line in lines + extra if line]
+    return address_lines(billing, locale) + extra

@@ -87,8 +87,17 @@ def _deliver(message: OutboxEmail) -> None:
 
 
 def ledger_check() -> dict:
-    """Verify the books (see ``checks.ledger_check``)."""
-    return checks.ledger_check()
+    """Verify the books and commit the audit checkpoint (see ``checks.ledger_check``).
+
+    The checkpoint also goes to the log, a copy of the chain head outside the database.
+    """
+    result = checks.ledger_check()
+    checkpoint = audit.last_checkpoint()
+    head = (checkpoint.id, checkpoint.seq, checkpoint.hash) if checkpoint else None
+    db.session.commit()
+    if head is not None:
+        log.info("audit checkpoint %s: event %s has hash %s", *head)
+    return result
 
 
 def renew_subscriptions() -> dict:

@@ -24,6 +24,9 @@ class Permission(enum.StrEnum):
     CATALOG_WRITE = "catalog:product:write"
     STAFF_WRITE = "system:staff:write"
     JOB_RUN = "system:job:run"
+    #: the raw tables (order items, transaction and invoice lines, inventory, terms,
+    #: counters, job leases) under the Data menu
+    DATA_READ = "system:data:read"
 
 
 P = Permission

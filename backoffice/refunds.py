@@ -17,6 +17,7 @@ from . import audit
 from .clock import utcnow
 from .errors import Conflict, InvalidInput, NotFound
 from .extensions import db
+from .formats import format_moment
 from .models import Inventory, Transaction, TransactionKind, TransactionLine, TransactionReason
 from .money import prorate
 from .validation import positive_counts
@@ -93,10 +94,6 @@ def refundable_until(transaction: Transaction) -> datetime:
     return transaction.created_at + REFUND_WINDOW
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
 def refund_state(transaction: Transaction, now: datetime | None = None) -> RefundState:
     """A charge's refundable state: open until a date, window closed, or fully refunded."""
     if transaction.kind != TransactionKind.CHARGE:
@@ -108,7 +105,7 @@ def refund_state(transaction: Transaction, now: datetime | None = None) -> Refun
     if now - transaction.created_at > REFUND_WINDOW:
         return RefundState(False, "window_closed",
                            f"window closed — older than 30 days; {WINDOW_HELP}")
-    return RefundState(True, "refundable", f"refundable until {_stamp(deadline)}")
+    return RefundState(True, "refundable", f"refundable until {format_moment(deadline)}")
 
 
 def _check_refundable(transaction: Transaction, now: datetime) -> None:
@@ -116,9 +113,9 @@ def _check_refundable(transaction: Transaction, now: datetime) -> None:
         raise InvalidInput(f"{transaction} is a refund; only charges can be refunded.")
     if now - transaction.created_at > REFUND_WINDOW:
         raise Conflict(
-            f"{transaction} was charged on {_stamp(transaction.created_at)}, more than 30 days "
-            f"ago: refunds are only possible within 30 days of a charge (until "
-            f"{_stamp(refundable_until(transaction))}). After that {WINDOW_HELP}.")
+            f"{transaction} was charged on {format_moment(transaction.created_at)}, more than "
+            f"30 days ago: refunds are only possible within 30 days of a charge (until "
+            f"{format_moment(refundable_until(transaction))}). After that {WINDOW_HELP}.")
 
 
 def _line_amount(line: TransactionLine, count: int) -> tuple[int, bool]:

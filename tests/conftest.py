@@ -22,7 +22,7 @@ from flask_migrate import upgrade
 from backoffice import create_app
 from backoffice.demo import seed
 from backoffice.extensions import db
-from backoffice.models import Counter, StaffRole, StaffUser
+from backoffice.models import AuditEvent, Counter, StaffRole, StaffUser
 
 PASSWORD = "correct horse battery staple"
 
@@ -146,10 +146,39 @@ def pytest_collection_modifyitems(items):
 
 def _empty_tables() -> None:
     tables = [t for t in reversed(db.metadata.sorted_tables) if t.name != "counter"]
-    with db.engine.begin() as conn:
+    with db.engine.begin() as conn, audit_guard_lifted(conn):
         for table in tables:
             conn.execute(table.delete())
         conn.execute(sa.update(Counter.__table__).values(value=0))
+
+
+#: the tables the database keeps append-only (migration 0005)
+APPEND_ONLY_TABLES = ("audit_event", "audit_checkpoint")
+
+
+@contextmanager
+def audit_guard_lifted(connection: sa.Connection):
+    """Let ``connection`` change and delete audit rows inside the block, as only someone
+    with the database's own powers can: for the cleanup and for tests that tamper.
+
+    On PostgreSQL the transaction runs with ``session_replication_role = replica`` (a
+    superuser's setting, which the test user is), so no ordinary trigger fires; on SQLite
+    the append-only triggers are dropped and made again at the end, in the transaction.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        yield
+        connection.exec_driver_sql("SET LOCAL session_replication_role = origin")
+        return
+    names = ", ".join(f"'{name}'" for name in APPEND_ONLY_TABLES)
+    triggers = connection.exec_driver_sql(
+        f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({names})"
+    ).all()
+    for name, _sql in triggers:
+        connection.exec_driver_sql(f'DROP TRIGGER "{name}"')
+    yield
+    for _name, sql in triggers:
+        connection.exec_driver_sql(sql)
 
 
 @contextmanager
@@ -301,6 +330,24 @@ def staff(appctx):
             return make_staff(role, email, active).id
 
     return factory
+
+
+#: what signing in and out writes to the audit log: checks that a request "writes
+#: nothing" (or only its own events) leave these out
+SIGN_IN_ACTIONS = ("staff.sign_in", "staff.sign_in_password", "staff.sign_in_failed",
+                   "staff.sign_out")
+
+
+def change_events() -> sa.Select:
+    """The audit events other than sign-ins and sign-outs, in order (a query)."""
+    return (sa.select(AuditEvent).where(AuditEvent.action.not_in(SIGN_IN_ACTIONS))
+            .order_by(AuditEvent.seq))
+
+
+def count_change_events() -> int:
+    """How many audit events there are besides sign-ins and sign-outs."""
+    return db.session.scalar(sa.select(sa.func.count(AuditEvent.id))
+                             .where(AuditEvent.action.not_in(SIGN_IN_ACTIONS)))
 
 
 def login(client, email: str, password: str = PASSWORD):

@@ -45,3 +45,20 @@ def counted_statements() -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(Engine, "before_cursor_execute", count)
+
+
+@contextmanager
+def count_statements() -> Iterator[list[str]]:
+    """``with count_statements() as seen:`` collects every SQL statement the block runs on
+    ``db.engine`` (inside an app context), for N+1 guards that do not time anything."""
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, _parameters, _context, _executemany):
+        seen.append(statement)
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -115,25 +115,40 @@ def test_good_password_signs_in(app, appctx, staff):
         assert db.session.get(StaffUser, user_id).last_login_at == moment
 
 
-@pytest.mark.parametrize("email, password", [
-    ("support@staff.test", "wrong password here"),
-    ("support@staff.test", ""),
-    ("nobody@staff.test", PASSWORD),
+@pytest.mark.parametrize("email, password, reason", [
+    ("support@staff.test", "wrong password here", "password"),
+    ("support@staff.test", "", None),
+    ("nobody@staff.test", PASSWORD, "unknown account"),
 ])
-def test_bad_credentials_fail_and_write_nothing(app, appctx, staff, email, password):
+def test_bad_credentials_fail_and_write_only_their_audit_event(app, appctx, staff, email,
+                                                               password, reason):
     user_id = staff("support")
     with appctx():
         before = _row_counts()
     client = app.test_client()
-    response = client.post("/login", data={"email": email, "password": password})
+    response = client.post("/login", data={"email": email, "password": password},
+                           environ_base={"REMOTE_ADDR": "192.0.2.7"})
     if password:
         assert response.status_code == 401
         assert b"Wrong email or password" in response.data
     else:
         assert response.status_code in (200, 401)
     with appctx():
-        assert _row_counts() == before
-        assert db.session.scalar(sa.select(sa.func.count(AuditEvent.id))) == 0
+        after = _row_counts()
+        written = {name for name in after if after[name] != before[name]}
+        assert written == ({"audit_event"} if reason else set())
+        events = db.session.scalars(sa.select(AuditEvent)).all()
+        if reason:
+            (event,) = events
+            assert event.action == "staff.sign_in_failed"
+            assert (event.actor_id, event.actor_label) == (None, "anonymous")
+            assert event.details == {"email": email, "ip": "192.0.2.7", "reason": reason}
+            if reason == "unknown account":
+                assert (event.target_type, event.target_id) == ("UnknownAccount", email)
+            else:
+                assert (event.target_type, event.target_id) == ("StaffUser", str(user_id))
+        else:
+            assert events == []  # the form was refused before any check
         assert db.session.get(StaffUser, user_id).last_login_at is None
     # still signed out
     _assert_sent_to_login(client.get("/admin/"), "/admin/")

@@ -22,6 +22,7 @@ def _dispose(app) -> None:
 @pytest.fixture(autouse=True)
 def _no_secret_in_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.delenv("AUDIT_KEY", raising=False)
     monkeypatch.delenv("FLASK_DEBUG", raising=False)
 
 
@@ -49,7 +50,8 @@ def test_starts_with_the_default_key_in_debug(tmp_path):
 
 
 def test_starts_with_a_real_secret_key(tmp_path):
-    app = create_app(_config(tmp_path, SECRET_KEY="a-real-secret", TESTING=False))
+    app = create_app(_config(tmp_path, SECRET_KEY="a-real-secret", TESTING=False,
+                             AUDIT_KEY="a-real-audit-key-0123456789abcdef"))
     assert not app.testing
     _dispose(app)
 

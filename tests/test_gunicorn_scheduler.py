@@ -49,7 +49,8 @@ def registry():
 jobs.registry = registry
 configure_logging()  # as app.py does: the scheduler's start is read from the log
 app = create_app({"SQLALCHEMY_DATABASE_URI": os.environ["TICK_DATABASE_URL"],
-                  "SECRET_KEY": "gunicorn-test-secret", "SCHEDULER_ENABLED": True})
+                  "SECRET_KEY": "gunicorn-test-secret",
+                  "AUDIT_KEY": "gunicorn-test-audit-key-0123456789", "SCHEDULER_ENABLED": True})
 """
 
 

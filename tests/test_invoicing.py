@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, date, datetime
 
 import pytest
@@ -28,7 +29,7 @@ from backoffice.models import (
 )
 from backoffice.refunds import refund
 from tests import factories
-from tests.conftest import review_then_confirm, review_token_from
+from tests.conftest import login, review_then_confirm, review_token_from
 
 NOV_10 = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
 DEC_1 = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
@@ -182,13 +183,17 @@ def test_invoice_printable_page_and_pdf(appctx, client_as):
     client = client_as("support")  # everyone with console read sees invoices
     html = client.get(f"/admin/billing/invoice/{invoice_id}").get_data(as_text=True)
     assert number in html and "November 2026" in html and "1 Main Street" in html
-    assert "-$100.00" in html and "$320.00" in html and "@media print" in html
+    assert "-$100.00" in html and "$320.00" in html
+    assert 'href="/static/invoice.css"' in html  # its print layout
+    assert "@media print" in client.get("/static/invoice.css").get_data(as_text=True)
     pdf = client.get(f"/admin/billing/invoice/{invoice_id}.pdf")
     assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
     assert pdf.data.startswith(b"%PDF")
     assert f'filename="{number}.pdf"' in pdf.headers["Content-Disposition"]
     assert number.encode() in pdf.data and b"320.00 USD" in pdf.data
     assert b"-100.00 USD" in pdf.data
+    assert b"Springfield 12345" in pdf.data and b"United States" in pdf.data
+    assert b"Example Certificates Ltd" in pdf.data and b"Tax id US 12-3456789" in pdf.data
     assert client.get("/admin/billing/invoice/999999").status_code == 404
     assert client.get(f"/admin/billing/invoice/{'9' * 30}").status_code == 404
     assert client.get(f"/admin/billing/invoice/{'9' * 30}.pdf").status_code == 404
@@ -393,3 +398,26 @@ def test_issuing_with_a_blank_month_is_a_message(client_as):
                                          data={"month": "\r\n"})
     assert response.status_code == 400
     assert "Choose the month to issue" in response.get_data(as_text=True)
+
+
+def test_invoices_carry_the_configured_seller_and_a_us_address_as_written_there(
+        appctx, staff, second_app):
+    other = second_app(SELLER_NAME="Certs Überall GmbH",
+                       SELLER_ADDRESS="Hauptstraße 1 | 10115 Berlin\nGermany",
+                       SELLER_TAX_ID="DE123456789")
+    with appctx(), time_machine.travel(DEC_1, tick=False):
+        _november_activity()
+        invoice_id = issue_monthly_invoices(month=NOVEMBER)[0].id
+        db.session.commit()
+    client = other.test_client()
+    staff("finance")
+    login(client, "finance@staff.test")
+    html = client.get(f"/admin/billing/invoice/{invoice_id}").get_data(as_text=True)
+    seller = re.search(r'data-testid="seller">(.*?)</address>', html, re.S).group(1)
+    assert [line.strip() for line in seller.split("<br>")] == [
+        "Certs Überall GmbH", "Hauptstraße 1", "10115 Berlin", "Germany", "Tax id DE123456789"]
+    bill_to = re.search(r'data-testid="bill-to">(.*?)</address>', html, re.S).group(1)
+    assert [line.strip() for line in bill_to.split("<br>")] == [
+        "Acme Ltd", "1 Main Street", "Springfield 12345", "United States"]
+    pdf = client.get(f"/admin/billing/invoice/{invoice_id}.pdf").data
+    assert "Certs Überall GmbH".encode("latin-1") in pdf and b"DE123456789" in pdf

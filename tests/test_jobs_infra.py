@@ -20,7 +20,7 @@ from backoffice.models import (
     OutboxEmail,
     Profile,
 )
-from tests.conftest import make_staff
+from tests.conftest import audit_guard_lifted, make_staff
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=10)
@@ -250,8 +250,9 @@ def test_ledger_check_reports_a_balance_changed_behind_the_ledger(appctx, profil
 
 def test_ledger_check_reports_a_broken_audit_chain(appctx, profiles):
     with appctx() as session:
-        session.execute(sa.update(AuditEvent.__table__)
-                        .where(AuditEvent.__table__.c.seq == 2).values(action="forged"))
+        with audit_guard_lifted(session.connection()):
+            session.execute(sa.update(AuditEvent.__table__)
+                            .where(AuditEvent.__table__.c.seq == 2).values(action="forged"))
         session.commit()
         anomalies = checks.ledger_check()["anomalies"]
     assert anomalies == ["audit event 2: content does not match its hash"]

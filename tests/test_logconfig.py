@@ -61,6 +61,7 @@ def test_create_app_leaves_logging_alone(root_logger, tmp_path):
 def test_the_app_entry_point_logs_at_info(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("LOG_LEVEL", "SCHEDULER_ENABLED")}
     env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'entry.db'}", SECRET_KEY="entry-secret",
+               AUDIT_KEY="entry-audit-key-0123456789abcdef",
                PYTHONPATH=str(PROJECT))
     code = "import logging, app; logging.getLogger('backoffice.probe').info('hello')"
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=env,

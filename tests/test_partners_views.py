@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -1080,3 +1081,33 @@ def test_an_active_resellers_subscription_offers_additions(client_as, appctx, re
     page = client_as("support").get(f"/admin/subscription/details/?id={sid}").get_data(
         as_text=True)
     assert "Add inventory" in page and "No additions while" not in page
+
+
+def test_create_lands_on_the_new_customer_and_save_on_the_edited_one(client_as, appctx):
+    client = client_as("support")
+    created = client.post("/admin/customer/new/", data=CUSTOMER_FORM)
+    with appctx() as session:
+        customer_id = session.scalar(select(Customer.id))
+    assert created.headers["Location"].endswith(f"/admin/customer/details/?id={customer_id}")
+    page = client.get(created.headers["Location"]).get_data(as_text=True)
+    assert "Bluefin Hosting" in page and "Add subscription" in page
+    saved = client.post(f"/admin/customer/edit/?id={customer_id}",
+                        data={**CUSTOMER_FORM, "city": "Cork"})
+    assert saved.headers["Location"].endswith(f"/admin/customer/details/?id={customer_id}")
+    with appctx() as session:
+        assert session.get(Customer, customer_id).city == "Cork"
+
+
+def test_labels_and_search_placeholder_are_written_for_people(client_as):
+    client = client_as("support")
+    listing = client.get("/admin/customer/").get_data(as_text=True)
+    assert 'placeholder="Search by company, customer admin&#39;s email, city"' in listing
+    assert "customer_admin_email," not in listing
+    details = client.get("/admin/reseller/").get_data(as_text=True)
+    assert "Address1" not in details
+    form = client.get("/admin/customer/new/").get_data(as_text=True)
+    # the admin email is asked for only for customer-administered customers
+    assert re.search(r'<input[^>]*data-shown-when="administrative_responsibility=customer"'
+                     r'[^>]*id="customer_admin_email"|<input[^>]*id="customer_admin_email"'
+                     r'[^>]*data-shown-when="administrative_responsibility=customer"', form)
+    assert 'ul class="form-control" id="administrative_responsibility"' in form

@@ -6,6 +6,7 @@ separate job runner (``flask jobs run``), Redis for the sign-in limit, and Postg
   runner takes the job over and every subscription is renewed exactly once.
 - A CSV export that takes longer than the old 30 s worker timeout streams to the end.
 - Failed sign-ins are counted across both workers.
+- The admin signs in with a second factor, as the production default requires.
 
 Every process runs with the clock moved to the same fixed moment (ticking).
 """
@@ -24,12 +25,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyotp
 import pytest
+import time_machine
 from sqlalchemy import func, select
 
+from backoffice import twofactor
 from backoffice.extensions import db
 from backoffice.models import JobRun, JobStatus, Transaction
 from tests.conftest import PASSWORD, make_staff
@@ -99,11 +103,12 @@ def topology(database_url, is_postgres, tmp_path):
     (tmp_path / "slowexport.py").write_text(SLOW_EXPORT_APP)
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "production-test-key",
+           "AUDIT_KEY": "production-test-audit-key-0123456789",
            "RATELIMIT_STORAGE_URI": REDIS_URL, "LOGIN_RATE_LIMIT": "10 per minute",
            "BACKOFFICE_RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
            "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2", "EXPORT_ROW_DELAY": "0.031",
            "FLASK_APP": "app", "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PROJECT)])}
-    for name in ("SCHEDULER_ENABLED", "TEST_DATABASE_URL"):
+    for name in ("SCHEDULER_ENABLED", "TEST_DATABASE_URL", "TWO_FACTOR_REQUIRED_ROLES"):
         env.pop(name, None)
     processes: dict[str, subprocess.Popen] = {}
     logs = tmp_path / "logs"
@@ -120,11 +125,13 @@ def topology(database_url, is_postgres, tmp_path):
     def log_text() -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in logs.iterdir())
 
+    launched = time.time()  # the servers' clocks read MOMENT then, and tick on
     start("gunicorn", "gunicorn", "-c", str(PROJECT / "gunicorn.conf.py"), "slowexport:app")
     base = f"http://127.0.0.1:{port}"
     _wait(lambda: _status(base + "/login") == 200, 60, log_text)
     try:
-        yield {"base": base, "start": start, "processes": processes, "log": log_text}
+        yield {"base": base, "start": start, "processes": processes, "log": log_text,
+               "launched": launched}
     finally:
         for process in processes.values():
             if process.poll() is None:
@@ -185,14 +192,25 @@ def _job_run(name: str, status: JobStatus) -> JobRun | None:
 
 def test_the_production_topology(appctx, topology):
     with appctx():
-        make_staff("admin")
+        admin = make_staff("admin")
+        # enrolled in two-factor sign-in a while before (admins must use it by default)
+        with time_machine.travel(MOMENT - timedelta(minutes=5), tick=False):
+            reference = twofactor.start_enrolment(admin)
+            secret = admin.totp_secret
+            twofactor.confirm_enrolment(admin, pyotp.TOTP(secret).now(), reference,
+                                        actor=admin, keep=None)
+        db.session.commit()
         _bulk_due_subscriptions(COUNT)
     log_text = topology["log"]
     runner = topology["start"]("runner-1", "flask", "jobs", "run")
     browser = Browser(topology["base"])
     status, _page = browser.post("/login", {"email": "admin@staff.test", "password": PASSWORD},
                                  "/login")
-    assert status == 200 and "/admin/" in _page or "Dashboard" in _page
+    assert status == 200 and "Two-factor sign-in" in _page, _page[:2000]
+    servers_now = MOMENT + timedelta(seconds=time.time() - topology["launched"])
+    status, _page = browser.post("/login/code", {"code": pyotp.TOTP(secret).at(servers_now)},
+                                 "/login/code")
+    assert status == 200 and "Dashboard" in _page, _page[:2000]
 
     # Run now answers at once; the runner runs the queued run within seconds.
     started = time.monotonic()

@@ -37,6 +37,8 @@ from ..models import (
 from ..permissions import Permission
 from ..validation import normalize_email
 from .base import (
+    DATA_CATEGORY,
+    DataTableView,
     ReadOnlyModelView,
     fmt_datetime,
     fmt_money,
@@ -658,7 +660,7 @@ class OrderView(ReadOnlyModelView):
         return tracking_url(ca_reference)
 
 
-class OrderItemView(ReadOnlyModelView):
+class OrderItemView(DataTableView):
     column_list = ("id", "order", "certificate_type", "quantity", "unit_price", "amount")
     column_filters = ("certificate_type.code",)
     column_formatters = {
@@ -706,6 +708,6 @@ def register(admin, db) -> None:
     admin.add_view(LegacyAccountView(LegacyAccount, db, name="Legacy accounts",
                                      category=CATEGORY))
     admin.add_view(OrderView(Order, db, name="Orders", category=CATEGORY))
-    admin.add_view(OrderItemView(OrderItem, db, name="Order items", category=CATEGORY))
+    admin.add_view(OrderItemView(OrderItem, db, name="Order items", category=DATA_CATEGORY))
     admin.add_view(LicenseView(License, db, name="Licenses", category=CATEGORY))
     admin.add_view(CreditEntryView(CreditEntry, db, name="Credit ledger", category=CATEGORY))

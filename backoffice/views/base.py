@@ -39,7 +39,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from babel.dates import format_date, format_datetime
+from babel.dates import format_timedelta
 from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView, tools
@@ -72,12 +72,15 @@ from sqlalchemy.exc import DataError, ProgrammingError
 from sqlalchemy.orm import RelationshipProperty, selectinload
 from sqlalchemy.schema import UniqueConstraint
 
-from ..dashboard import summary
+from .. import dashboard
+from ..clock import utcnow
 from ..errors import DomainError
 from ..extensions import db
+from ..formats import format_day, format_moment
 from ..money import format_money
 from ..permissions import Permission, has_permission
 from .forms import ConsoleForm, has_control_characters
+from .labels import PeopleLabelsMixin
 from .paging import (
     KEYSET_ARGS,
     MAX_OFFSET_ROWS,
@@ -99,15 +102,21 @@ def _locale() -> str:
 
 
 def fmt_datetime(value: datetime | None) -> str:
-    """A UTC timestamp for staff, e.g. ``Nov 22, 2026, 7:38 AM UTC``."""
-    if value is None:
-        return ""
-    return format_datetime(value, "medium", tzinfo=None, locale=_locale()) + " UTC"
+    """A UTC timestamp in the display locale, e.g. ``Nov 22, 2026, 7:38:00 AM UTC``."""
+    return format_moment(value, _locale())
 
 
 def fmt_date(value: date | None) -> str:
-    """A date for staff, e.g. ``Nov 22, 2026``."""
-    return "" if value is None else format_date(value, "medium", locale=_locale())
+    """A date in the display locale, e.g. ``Nov 22, 2026``."""
+    return format_day(value, _locale())
+
+
+def fmt_relative(value: datetime | None, now: datetime | None = None) -> str:
+    """How far a moment is from now, e.g. ``in 3 days`` or ``2 hours ago``."""
+    if value is None:
+        return ""
+    return format_timedelta(value - (now or utcnow()), granularity="minute",
+                            add_direction=True, locale=_locale())
 
 
 def fmt_money(amount: int | None, currency: str | None) -> str:
@@ -415,10 +424,23 @@ class ConsoleIndexView(SecureMixin, AdminIndexView):
 
     @expose("/")
     def index(self):
-        return self.render("admin/index.html", summary=summary())
+        """Each role's own work first; finance and admins also get the monthly charts."""
+        sections = {
+            "admin": dashboard.admin_queue() if self.can(Permission.JOB_RUN) else None,
+            "support": dashboard.support_queue()
+            if self.can(Permission.CORPORATE_WRITE) else None,
+            "finance": dashboard.finance_queue()
+            if self.can(Permission.REFUND_WRITE) else None,
+        }
+        series = (dashboard.monthly_series().for_chart()
+                  if self.can(Permission.REPORT_EXPORT) else None)
+        return self.render("admin/index.html", sections=sections, series=series,
+                           list_size=dashboard.LIST_SIZE,
+                           customer_transactions=lambda cid: url_for(
+                               "billing.customer_transactions", customer_id=cid))
 
 
-class ReadOnlyModelView(SecureMixin, ModelView):
+class ReadOnlyModelView(SecureMixin, PeopleLabelsMixin, ModelView):
     """A list and detail view of a table that staff read but never edit here.
 
     Money and ledger tables stay read-only in generic views: they change only through
@@ -840,6 +862,17 @@ class ReadOnlyModelView(SecureMixin, ModelView):
         return super().action_view()
 
 
+#: the admin-only menu of raw tables
+DATA_CATEGORY = "Data"
+
+
+class DataTableView(ReadOnlyModelView):
+    """A raw table for admins (the Data menu): rows other pages show in their context,
+    such as order items on an order or lines on a transaction."""
+
+    permission = Permission.DATA_READ
+
+
 class DomainModelView(ReadOnlyModelView):
     """A view whose create/edit forms go through domain functions, not the ORM directly.
 
@@ -890,6 +923,12 @@ class DomainModelView(ReadOnlyModelView):
 
     def delete_model(self, model):  # deleting is never a console action
         abort(403)
+
+    def get_save_return_url(self, model, is_created: bool = False) -> str:
+        """Create and Save land on the record, where the next step usually is."""
+        if self.can_view_details and getattr(model, "id", None) is not None:
+            return self.get_url(".details_view", id=model.id)
+        return super().get_save_return_url(model, is_created)
 
     def _apply(self, operation):
         ok, result = run_domain(operation)

@@ -46,7 +46,7 @@ from .. import invoicing, partners, refunds, reports
 from ..clock import today, utcnow
 from ..errors import DomainError
 from ..extensions import db
-from ..invoice_pdf import invoice_pdf, period_label
+from ..invoice_pdf import Seller, billing_lines, invoice_pdf, period_label
 from ..models import (
     Customer,
     Invoice,
@@ -58,9 +58,16 @@ from ..models import (
     TransactionLine,
     TransactionReason,
 )
-from ..money import to_decimal
 from ..permissions import Permission
-from .base import ReadOnlyModelView, SecureBaseView, link_formatter, money_column
+from .base import (
+    DATA_CATEGORY,
+    DataTableView,
+    ReadOnlyModelView,
+    SecureBaseView,
+    fmt_money,
+    link_formatter,
+    money_column,
+)
 from .forms import (
     EARLIEST_DATE,
     LATEST_DATE,
@@ -137,7 +144,7 @@ def _counts(form: RefundForm, charge: Transaction) -> dict[str, int]:
 def _refunded(done: list[Transaction]) -> str:
     total = -sum(t.amount for t in done)
     return (f"Refunded {', '.join(f'{t.refunded_transaction}' for t in done)}: "
-            f"{to_decimal(total, done[0].currency)} {done[0].currency} goes on the "
+            f"{fmt_money(total, done[0].currency)} goes on the "
             "customer's next invoice.")
 
 
@@ -148,6 +155,17 @@ def transaction_rows(condition, *, url, tab: str | None = None,
     return record_rows(select(Transaction).where(condition).options(*TRANSACTION_LOADS),
                        NEWEST_TRANSACTIONS, prefix="transactions", url=url, tab=tab,
                        anchor=anchor)
+
+
+def _display_locale() -> str:
+    return current_app.config.get("DISPLAY_LOCALE", "en_US")
+
+
+def _seller() -> Seller:
+    """The seller printed on invoices, from SELLER_NAME, SELLER_ADDRESS, SELLER_TAX_ID."""
+    config = current_app.config
+    return Seller.from_settings(config.get("SELLER_NAME", ""), config.get("SELLER_ADDRESS", ""),
+                                config.get("SELLER_TAX_ID", ""))
 
 
 def customer_transactions_url(customer_id: int) -> str:
@@ -247,12 +265,13 @@ class BillingView(SecureBaseView):
     def invoice(self, invoice_id: int):
         invoice = db.get_or_404(Invoice, invoice_id)
         return self.render("finance/invoice.html", invoice=invoice,
-                           period=period_label(invoice))
+                           period=period_label(invoice), seller=_seller(),
+                           bill_to=billing_lines(invoice.billing, _display_locale()))
 
     @expose(f"/invoice/<int(max={MAX_ROW_ID}):invoice_id>.pdf")
     def invoice_pdf(self, invoice_id: int):
         invoice = db.get_or_404(Invoice, invoice_id)
-        body = invoice_pdf(invoice, current_app.config.get("DISPLAY_LOCALE", "en_US"))
+        body = invoice_pdf(invoice, _display_locale(), seller=_seller())
         return Response(body, mimetype="application/pdf", headers={
             "Content-Disposition": f'attachment; filename="{invoice.number}.pdf"'})
 
@@ -610,7 +629,7 @@ class TransactionView(ReadOnlyModelView):
     }
 
 
-class TransactionLineView(ReadOnlyModelView):
+class TransactionLineView(DataTableView):
     column_list = ("id", "transaction", "certificate_type", "quantity", "full_amount",
                    "days_charged", "days_in_term", "amount", "refunded_quantity",
                    "refunded_amount")
@@ -650,7 +669,7 @@ class InvoiceView(ReadOnlyModelView):
     }
 
 
-class InvoiceLineView(ReadOnlyModelView):
+class InvoiceLineView(DataTableView):
     column_list = ("id", "invoice", "position", "description", "quantity", "amount")
     column_searchable_list = ("description",)
     column_formatters = {
@@ -663,9 +682,9 @@ def register(admin, db) -> None:
     """Add the Finance menu to the console."""
     admin.add_view(TransactionView(Transaction, db, name="Transactions", category=CATEGORY))
     admin.add_view(TransactionLineView(TransactionLine, db, name="Transaction lines",
-                                       category=CATEGORY))
+                                       category=DATA_CATEGORY))
     admin.add_view(InvoiceView(Invoice, db, name="Invoices", category=CATEGORY))
-    admin.add_view(InvoiceLineView(InvoiceLine, db, name="Invoice lines", category=CATEGORY))
+    admin.add_view(InvoiceLineView(InvoiceLine, db, name="Invoice lines", category=DATA_CATEGORY))
     admin.add_view(BillingView(name="Billing", endpoint="billing", url="/admin/billing"))
     admin.add_view(TransactionReportView(name="Transaction report", category=CATEGORY,
                                          endpoint="transaction_report",

@@ -29,10 +29,19 @@ from babel.numbers import (
 )
 from flask import current_app
 from flask_wtf import FlaskForm
-from wtforms import DateField, Field, HiddenField, IntegerField, StringField
-from wtforms.validators import AnyOf, NumberRange, StopValidation, ValidationError
+from wtforms import DateField, Field, HiddenField, IntegerField, PasswordField, StringField
+from wtforms.validators import (
+    AnyOf,
+    DataRequired,
+    EqualTo,
+    Length,
+    NumberRange,
+    StopValidation,
+    ValidationError,
+)
 
 from ..money import format_money, minor_digits
+from ..staff import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from ..validation import MAX_QUANTITY
 
 #: Unicode control characters a staff member never means to type (tab, LF, CR allowed)
@@ -272,3 +281,26 @@ def _exact_minor(value: Decimal, digits: int) -> int | None:
         return coefficient * 10 ** shift
     whole, remainder = divmod(coefficient, 10 ** -shift)
     return None if remainder else whole
+
+
+# --------------------------------------------------------------------------- passwords
+
+#: what every new-password field says about the policy (``staff.check_password_strength``)
+PASSWORD_RULES = (f"At least {MIN_PASSWORD_LENGTH} characters; not a common password, your "
+                  "email, or one character repeated. Several uncommon words, or a password "
+                  "manager's random password, work well.")
+
+
+class NewPasswordForm(ConsoleForm):
+    """A new password typed twice (the reset link page, the account page); the policy
+    itself is the domain's (``staff.check_password_strength``)."""
+
+    password = PasswordField(
+        "New password", description=PASSWORD_RULES, render_kw={"autocomplete": "new-password"},
+        validators=[DataRequired(message="Type a new password."),
+                    Length(max=MAX_PASSWORD_LENGTH)])
+    confirm = PasswordField(
+        "New password again", render_kw={"autocomplete": "new-password"},
+        validators=[DataRequired(message="Type the new password a second time."),
+                    EqualTo("password",
+                            message="The two new passwords differ; type the same one twice.")])

@@ -49,6 +49,8 @@ from ..models import (
 )
 from ..permissions import Permission
 from .base import (
+    DATA_CATEGORY,
+    DataTableView,
     DomainModelView,
     ReadOnlyModelView,
     link_formatter,
@@ -268,9 +270,9 @@ class CustomerCreateForm(AddressForm):
         "Administrative responsibility", choices=RESPONSIBILITY_CHOICES, default="partner",
         description="Fixed once the customer is created.")
     customer_admin_email = EmailField(
-        "Customer admin email", validators=[Optional(), Email(), Length(max=254)],
-        description="Required for customer-administered customers: becomes the first "
-                    "customer administrator.")
+        "Customer administrator's email", validators=[Optional(), Email(), Length(max=254)],
+        description="Becomes the customer's first administrator.",
+        render_kw={"data-shown-when": "administrative_responsibility=customer"})
     currency = SelectField("Currency", choices=CURRENCY_CHOICES, default="USD")
 
 
@@ -393,7 +395,7 @@ def _chosen(products, raw: str | None):
     return next((p for p in products if str(p.id) == (raw or "").strip()), None)
 
 
-class CustomerAdminView(ReadOnlyModelView):
+class CustomerAdminView(DataTableView):
     column_list = ("id", "email", "customer", "created_at")
     column_searchable_list = ("email",)
     column_sortable_list = ("id", "email")
@@ -534,7 +536,7 @@ class SubscriptionView(ReadOnlyModelView):
                              button_class=button_class, back_url=details_url)
 
 
-class InventoryView(ReadOnlyModelView):
+class InventoryView(DataTableView):
     column_list = ("id", "subscription", "certificate_type", "quantity", "renewal_quantity")
     column_filters = ("certificate_type.code",)
     column_list_loads = ("subscription.product",)
@@ -542,7 +544,7 @@ class InventoryView(ReadOnlyModelView):
     column_labels = {"quantity": "Current inventory", "renewal_quantity": "Renewal inventory"}
 
 
-class SubscriptionTermView(ReadOnlyModelView):
+class SubscriptionTermView(DataTableView):
     column_list = ("id", "subscription", "start_date", "end_date", "created_at")
     column_filters = ("start_date", "end_date")
     column_list_loads = ("subscription.product",)
@@ -554,9 +556,9 @@ def register(admin, db) -> None:
     admin.add_view(ResellerView(Reseller, db, name="Resellers", category=CATEGORY))
     admin.add_view(CustomerView(Customer, db, name="Customers", category=CATEGORY))
     admin.add_view(CustomerAdminView(CustomerAdmin, db, name="Customer admins",
-                                     category=CATEGORY))
+                                     category=DATA_CATEGORY))
     admin.add_view(SubscriptionView(Subscription, db, name="Subscriptions", category=CATEGORY))
-    admin.add_view(InventoryView(Inventory, db, name="Inventory", category=CATEGORY))
+    admin.add_view(InventoryView(Inventory, db, name="Inventory", category=DATA_CATEGORY))
     admin.add_view(SubscriptionTermView(SubscriptionTerm, db, name="Subscription terms",
-                                        category=CATEGORY))
+                                        category=DATA_CATEGORY))
 

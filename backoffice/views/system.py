@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import abort, current_app, flash, redirect, url_for
+from flask import abort, current_app, flash, make_response, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
-from wtforms import EmailField, HiddenField, SelectChoice, SelectField, StringField
+from wtforms import EmailField, HiddenField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import AnyOf, DataRequired, InputRequired, Length, Optional
 
 from .. import staff
 from ..clock import utcnow
-from ..extensions import db
+from ..extensions import db, limiter
+from ..formats import audit_lines
 from ..jobs import RUNNER_SILENCE, Job, last_runner, registry, request_run, runner_alive
 from ..models import (
     AuditEvent,
@@ -28,21 +29,34 @@ from ..models import (
     StaffUser,
 )
 from ..permissions import Permission
-from .base import DomainModelView, ReadOnlyModelView, SecureBaseView, fmt_datetime, run_domain
-from .forms import ConsoleForm, RecordIdsField
+from .base import (
+    DATA_CATEGORY,
+    DataTableView,
+    DomainModelView,
+    ReadOnlyModelView,
+    SecureBaseView,
+    fmt_datetime,
+    run_domain,
+)
+from .forms import MAX_ROW_ID, PASSWORD_RULES, ConsoleForm, NewPasswordForm, RecordIdsField
+from .login import current_staff_session
+from .staff_sessions import SessionsView
+from .twofactor import TwoFactorView
 
 CATEGORY = "System"
 
 ROLE_CHOICES = [SelectChoice(r.value, r.value.title()) for r in StaffRole]
 
+#: the longest password a staff member may set
+MAX_PASSWORD_LENGTH = staff.MAX_PASSWORD_LENGTH
 
-#: the longest password a staff member may set (scrypt hashes any length; this bounds work)
-MAX_PASSWORD_LENGTH = 200
-
-#: the most staff accounts one action (deactivate, activate, reset password) takes
+#: the most staff accounts one action (deactivate, activate) takes
 MAX_SELECTED = 100
 
 ROLE_MESSAGE = "Choose one of the roles."
+
+#: a record id in an address (the app's int converter, bounded like every id column)
+ID = f"int(max={MAX_ROW_ID})"
 
 
 class StaffCreateForm(ConsoleForm):
@@ -53,8 +67,7 @@ class StaffCreateForm(ConsoleForm):
                        invalid_choice_message=ROLE_MESSAGE)
     password = StringField(
         "Password", validators=[Optional(), Length(max=MAX_PASSWORD_LENGTH)],
-        description=f"At least {staff.MIN_PASSWORD_LENGTH} characters. Leave empty to "
-                    "generate one; it is shown once.",
+        description=f"{PASSWORD_RULES} Leave empty to generate one; it is shown once.",
     )
 
 
@@ -65,13 +78,14 @@ class StaffEditForm(ConsoleForm):
                        invalid_choice_message=ROLE_MESSAGE)
 
 
-#: the list page's actions, by name
-STAFF_ACTIONS = ("deactivate", "activate", "reset_password")
+#: the list page's actions, by name (a password reset is one account at a time, from its
+#: page: see StaffUserView.reset_link_view)
+STAFF_ACTIONS = ("deactivate", "activate")
 
 
 class StaffActionForm(ConsoleForm):
-    """The list page's action form (deactivate, activate, reset password): which action
-    and which accounts, every id parsed and bounded."""
+    """The list page's action form (deactivate, activate): which action and which
+    accounts, every id parsed and bounded."""
 
     action = HiddenField(validators=[AnyOf(STAFF_ACTIONS, message="Choose an action.")])
     url = HiddenField(validators=[Optional(), Length(max=2000)])
@@ -80,9 +94,13 @@ class StaffActionForm(ConsoleForm):
 
 
 class StaffUserView(DomainModelView):
-    """Staff accounts: admins create them, change roles, deactivate and reset passwords."""
+    """Staff accounts: admins create them, change roles, deactivate them and make password
+    reset links. Nobody resets, deactivates or changes the role of their own account."""
 
+    #: only admins see the staff list (who works here is not support's or finance's page)
+    permission = Permission.STAFF_WRITE
     write_permission = Permission.STAFF_WRITE
+    details_template = "system/staff_details.html"
     allow_create = True
     allow_edit = True
     column_list = ("id", "email", "name", "role", "active", "last_login_at", "created_at")
@@ -137,7 +155,8 @@ class StaffUserView(DomainModelView):
                     flash(text, "success")
             flash(message.format(count=len(users)), "success")
 
-    @action("deactivate", "Deactivate", "Deactivate the selected staff accounts?")
+    @action("deactivate", "Deactivate",
+            "Deactivate the selected staff accounts? They are signed out at once.")
     def action_deactivate(self, ids):
         self._each_selected(
             ids, lambda u: staff.set_staff_active(u, False, actor=current_user),
@@ -149,16 +168,84 @@ class StaffUserView(DomainModelView):
             ids, lambda u: staff.set_staff_active(u, True, actor=current_user),
             "{count} account(s) reactivated.")
 
-    @action("reset_password", "Reset password",
-            "Generate a new password for the selected accounts? The old ones stop working.")
-    def action_reset_password(self, ids):
-        def reset(user):
-            password = staff.generate_password()
-            staff.set_staff_password(user, password, actor=current_user)
-            return Markup("New password for {}: <code>{}</code> (shown once).").format(
-                user.email, password)
+    # ----------------------------------------------------------------------- reset link
 
-        self._each_selected(ids, reset, "{count} password(s) reset.")
+    @expose(f"/reset-link/<{ID}:user_id>/", methods=("GET", "POST"))
+    def reset_link_view(self, user_id: int):
+        """An admin's password reset of one colleague: says what it does (GET), then makes
+        a one-time link valid for an hour and shows it once (POST), never in a flash."""
+        self.require(Permission.STAFF_WRITE)
+        user = db.get_or_404(StaffUser, user_id)
+        details_url = self.get_url(".details_view", id=user.id)
+        if user.id == current_user.id:
+            flash("You cannot reset your own password. Change it from your account page "
+                  "(Change password, at the top), which asks for your current one.", "error")
+            return redirect(details_url, 303)
+        form = ResetLinkForm()
+        if request.method == "POST":
+            if not form.validate_on_submit():
+                flash("The page was out of date, so no link was made. Press the button "
+                      "again.", "warning")
+                return redirect(self.get_url(".reset_link_view", user_id=user.id), 303)
+            ok, link = run_domain(lambda: staff.make_reset_link(user, actor=current_user))
+            if not ok:
+                return redirect(details_url, 303)
+            url = url_for("auth.reset_password", token=link.token, _external=True)
+            return shown_once(self.render("system/staff_reset_link.html", user=user,
+                                          link=link, link_url=url, details_url=details_url))
+        return self.render("system/staff_reset_link.html", user=user, form=form, link=None,
+                           lifetime_minutes=int(staff.RESET_LINK_LIFETIME.total_seconds() // 60),
+                           details_url=details_url)
+
+
+class ResetLinkForm(ConsoleForm):
+    """The "Make a reset link" button: nothing but its CSRF token."""
+
+
+def shown_once(body: str):
+    """A page carrying a secret shown once: never stored by the browser or a proxy."""
+    response = make_response(body)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+# --------------------------------------------------------------------------- own account
+
+
+class ChangePasswordForm(NewPasswordForm):
+    """The account page's form: the current password, then the new one twice."""
+
+    current = PasswordField(
+        "Current password", render_kw={"autocomplete": "current-password"},
+        validators=[InputRequired(message="Type your current password."),
+                    Length(max=MAX_PASSWORD_LENGTH)])
+
+
+class AccountView(SecureBaseView):
+    """The signed-in staff member's own account: who they are, and changing their
+    password (the current one first). Reached from the top bar, not the menu."""
+
+    def is_visible(self) -> bool:
+        return False
+
+    @expose("/", methods=("GET", "POST"))
+    @limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+    def index(self):
+        form = ChangePasswordForm()
+        if form.validate_on_submit():
+            me = current_user._get_current_object()
+            ok, _ = run_domain(
+                lambda: staff.change_own_password(me, current=form.current.data,
+                                                  new=form.password.data,
+                                                  keep=current_staff_session()),
+                "Your password is changed. Your other sessions are signed out; this one "
+                "stays signed in.")
+            if ok:
+                return redirect(self.get_url(".index"), 303)
+        response = make_response(self.render("system/account.html", form=form))
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
 
 class AuditEventView(ReadOnlyModelView):
@@ -173,6 +260,14 @@ class AuditEventView(ReadOnlyModelView):
     column_default_sort = ("seq", True)
     column_labels = {"seq": "#", "actor_label": "Actor", "target_type": "Target",
                      "target_id": "Target id"}
+    column_formatters = {"details": lambda _v, _c, model, _n: _audit_details(model.details)}
+    column_formatters_detail = column_formatters
+
+
+def _audit_details(details: dict | None) -> Markup:
+    """An event's details for people: a line per fact, money in major units, before → after."""
+    return Markup("<br>").join(audit_lines(details, current_app.config.get(
+        "DISPLAY_LOCALE", "en_US")))
 
 
 class JobRunView(ReadOnlyModelView):
@@ -182,7 +277,7 @@ class JobRunView(ReadOnlyModelView):
     column_default_sort = ("started_at", True)
 
 
-class JobLockView(ReadOnlyModelView):
+class JobLockView(DataTableView):
     column_list = ("job", "holder", "lease_until")
     column_default_sort = ("job", False)
 
@@ -195,7 +290,7 @@ class OutboxEmailView(ReadOnlyModelView):
     column_filters = ("sent_at", "created_at")
 
 
-class CounterView(ReadOnlyModelView):
+class CounterView(DataTableView):
     column_list = ("name", "value")
     column_default_sort = ("name", False)
 
@@ -295,7 +390,11 @@ def register(admin, db) -> None:
     admin.add_view(StaffUserView(StaffUser, db, name="Staff", category=CATEGORY))
     admin.add_view(AuditEventView(AuditEvent, db, name="Audit log", category=CATEGORY))
     admin.add_view(JobRunView(JobRun, db, name="Job runs", category=CATEGORY))
-    admin.add_view(JobLockView(JobLock, db, name="Job leases", category=CATEGORY))
+    admin.add_view(JobLockView(JobLock, db, name="Job leases", category=DATA_CATEGORY))
     admin.add_view(OutboxEmailView(OutboxEmail, db, name="Email outbox", category=CATEGORY))
-    admin.add_view(CounterView(Counter, db, name="Counters", category=CATEGORY))
+    admin.add_view(CounterView(Counter, db, name="Counters", category=DATA_CATEGORY))
     admin.add_view(JobsView(name="Jobs", endpoint="jobs", category=CATEGORY))
+    admin.add_view(AccountView(name="Your account", endpoint="account", url="account"))
+    admin.add_view(SessionsView(name="Sessions", endpoint="sessions", category=CATEGORY))
+    admin.add_view(TwoFactorView(name="Two-factor sign-in", endpoint="two_factor",
+                                 category=CATEGORY))

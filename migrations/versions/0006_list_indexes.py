@@ -1,7 +1,7 @@
 """list indexes: keyset sorts, detail pages and trigram search
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-10 09:00:00.000000
 
 Indexes for the sorts the lists offer and the pages that list a record's rows, each
@@ -20,7 +20,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

@@ -61,16 +61,48 @@ def live_server(app, database_url):
         db.engine.dispose()
 
 
+#: Runs in every document before its own scripts (Playwright injects it, so the page's CSP
+#: does not apply to it): every ``securitypolicyviolation`` event is reported to the test.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.__reportCspViolation([e.violatedDirective, e.blockedURI, e.sourceFile + ':' +
+                               e.lineNumber, e.sample, document.location.href].join(' | '));
+}, true);
+"""
+
+
+def is_csp_report(text: str) -> bool:
+    """A console message in which the browser reports a Content-Security-Policy refusal."""
+    return "Content Security Policy" in text or "Refused to" in text
+
+
+def watch_csp_violations(context, page) -> list[str]:
+    """The Content-Security-Policy violations in ``context`` (events of every document)
+    and on ``page``'s console, as they happen."""
+    violations: list[str] = []
+    context.expose_function("__reportCspViolation", lambda text: violations.append(text))
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
+    page.on("console", lambda message: violations.append(f"{message.text} ({page.url})")
+            if is_csp_report(message.text) else None)
+    return violations
+
+
 @pytest.fixture
 def page(browser, live_server):
+    """A page in a fresh browser context. The test fails on any JavaScript error and on any
+    Content-Security-Policy violation, whether in the console or as an event."""
     context = browser.new_context(base_url=live_server, viewport={"width": 1400, "height": 900})
     context.set_default_timeout(10_000)
     page = context.new_page()
+    violations = watch_csp_violations(context, page)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     yield page
+    if not page.is_closed():
+        page.wait_for_timeout(50)  # a violation event of the last action reaches the test
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not violations, f"Content-Security-Policy violations: {violations}"
 
 
 @pytest.fixture
