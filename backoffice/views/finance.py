@@ -300,7 +300,6 @@ class LookupWidget:
     def __call__(self, field: LookupField, **kwargs) -> Markup:
         chosen = field.record()
         kwargs.setdefault("id", field.id)
-        kwargs.setdefault("style", "width: 16em")
         attributes = {
             "type": "hidden", "name": field.name, "value": field._value(),
             "data-role": "select2-ajax", "data-url": url_for(field.lookup_endpoint),
