@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select, union
 
 from . import audit
 from .clock import utcnow
@@ -218,27 +219,76 @@ def pay_order(order: Order, *, payer: Profile, method: str, actor=None) -> Order
     return order
 
 
-def visible_orders(profile: Profile) -> list[Order]:
+#: orders newest first, as every order list shows them
+NEWEST_FIRST = (Order.created_at.desc(), Order.id.desc())
+
+
+def visible_orders(profile: Profile, **page) -> list[Order]:
     """Orders this profile sees: placed or paid by anyone in its organization, else its own.
 
     Derived from membership at query time, so orders from before a link are included.
+    ``page`` takes one page of them: see :func:`orders_of`.
     """
+    return orders_of(_viewers(profile), **page)
+
+
+def organization_orders(organization: Organization, **page) -> list[Order]:
+    """Every order placed or paid by any current member of the organization, newest first
+    (``page``: see :func:`orders_of`)."""
+    return orders_of(_members(organization), **page)
+
+
+def _members(organization: Organization) -> Select:
+    return select(Profile.id).where(Profile.organization_id == organization.id)
+
+
+def _viewers(profile: Profile) -> Select:
+    """The profiles whose orders ``profile`` sees: its organization's members, or itself."""
     if profile.organization_id is None:
-        return _orders_of(select(Profile.id).where(Profile.id == profile.id))
-    return organization_orders(_organization_of(profile))
+        return select(Profile.id).where(Profile.id == profile.id)
+    return _members(_organization_of(profile))
 
 
-def organization_orders(organization: Organization) -> list[Order]:
-    """Every order placed or paid by any current member of the organization, newest first."""
-    return _orders_of(select(Profile.id).where(Profile.organization_id == organization.id))
+def _seen_ids(members: Select, *, where: ColumnElement[bool] | None = None,
+              order_by: Sequence = NEWEST_FIRST, limit: int | None = None):
+    """The ids of the orders placed or paid by ``members``: a UNION of one search on
+    ``placed_by`` and one on ``paid_by``, each on its own index (an OR of the two would
+    read the whole table). With ``limit``, each side is cut at ``limit`` rows of
+    ``order_by`` first."""
+
+    def side(column) -> Select:
+        ids = select(Order.id).where(column.in_(members))
+        if where is not None:
+            ids = ids.where(where)
+        if limit is None:
+            return ids
+        inner = ids.order_by(*order_by).limit(limit).subquery()
+        return select(inner.c.id)
+
+    return union(side(Order.placed_by_id), side(Order.paid_by_id))
 
 
-def _orders_of(members) -> list[Order]:
-    return list(db.session.scalars(
-        select(Order)
-        .where(or_(Order.placed_by_id.in_(members), Order.paid_by_id.in_(members)))
-        .order_by(Order.created_at.desc(), Order.id.desc())
-    ))
+def orders_of(members: Select, *, where: ColumnElement[bool] | None = None,
+              order_by: Sequence = NEWEST_FIRST, limit: int | None = None,
+              options: Sequence = ()) -> list[Order]:
+    """The orders placed or paid by ``members`` (a SELECT of profile ids), newest first.
+
+    One page of them: ``where`` (a condition on the order, e.g. older than a given one),
+    ``order_by`` and ``limit``, which each side of the UNION applies before they are
+    merged, so a page costs the same however many orders there are; ``options`` load
+    what the page shows with them.
+    """
+    ids = _seen_ids(members, where=where, order_by=order_by, limit=limit).subquery()
+    query = select(Order).where(Order.id.in_(select(ids.c.id))).order_by(*order_by)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(db.session.scalars(query.options(*options)))
+
+
+def count_orders_of(members: Select) -> int:
+    """How many orders ``members`` placed or paid (each once)."""
+    ids = _seen_ids(members).subquery()
+    return db.session.scalar(select(func.count()).select_from(ids)) or 0
 
 
 # --------------------------------------------------------------------------- corporate accounts
@@ -269,7 +319,7 @@ def _check_upgrade(profile: Profile) -> None:
 
 
 def _own_orders(profile: Profile) -> int:
-    return len(_orders_of(select(Profile.id).where(Profile.id == profile.id)))
+    return count_orders_of(select(Profile.id).where(Profile.id == profile.id))
 
 
 @dataclass(frozen=True)
@@ -351,7 +401,7 @@ def review_link(organization: Organization, profile: Profile) -> LinkReview:
     return LinkReview(organization=organization, profile=profile,
                       main_contact=organization.main_contact,
                       members=len(organization.members), orders_now=_own_orders(profile),
-                      orders_after=len(_orders_of(members)))
+                      orders_after=count_orders_of(members))
 
 
 def link_profile(organization: Organization, profile: Profile, *, actor) -> None:
@@ -395,7 +445,7 @@ def review_unlink(profile: Profile, *, reason: str) -> UnlinkReview:
     reason = _reason(reason, "Unlinking")
     organization = _check_unlink(profile)
     return UnlinkReview(profile=profile, organization=organization, reason=reason,
-                        orders_now=len(organization_orders(organization)),
+                        orders_now=count_orders_of(_members(organization)),
                         orders_after=_own_orders(profile))
 
 

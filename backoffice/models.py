@@ -89,9 +89,38 @@ def created_at_column() -> Any:
     return mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
 
-def fk(target: str, *, nullable: bool = False, ondelete: str | None = None) -> Any:
-    """An indexed foreign key column."""
-    return mapped_column(ForeignKey(target, ondelete=ondelete), nullable=nullable, index=True)
+def fk(target: str, *, nullable: bool = False, ondelete: str | None = None,
+       index: bool = True) -> Any:
+    """A foreign key column, indexed unless a composite index leads with it (``index=False``)."""
+    return mapped_column(ForeignKey(target, ondelete=ondelete), nullable=nullable, index=index)
+
+
+#: ``Index.info`` of an index that exists on PostgreSQL only (see :func:`trigram_index`)
+POSTGRESQL_ONLY = "postgresql_only"
+
+
+def trigram_index(name: str, column: str) -> Index:
+    """A pg_trgm GIN index, so ``ILIKE '%fragment%'`` on ``column`` is an index search.
+
+    PostgreSQL only: migration 0006 creates the extension and these indexes there and
+    skips them on SQLite, where searches stay plain LIKE scans; :func:`in_schema_of`
+    leaves them out of SQLite's schema comparison.
+    """
+    index = Index(name, column, postgresql_using="gin",
+                  postgresql_ops={column: "gin_trgm_ops"}, info={POSTGRESQL_ONLY: True})
+    return index.ddl_if(dialect="postgresql")
+
+
+def in_schema_of(dialect_name: str):
+    """An Alembic ``include_object`` hook: the models' schema as built on ``dialect_name``
+    (PostgreSQL-only indexes are not expected elsewhere)."""
+
+    def include_object(obj, _name, type_, reflected, _compare_to) -> bool:
+        if type_ == "index" and not reflected and obj.info.get(POSTGRESQL_ONLY):
+            return dialect_name == "postgresql"
+        return True
+
+    return include_object
 
 
 # --------------------------------------------------------------------------- enums
@@ -334,6 +363,8 @@ class SubscriptionProduct(db.Model):
 class Organization(db.Model):
     """A corporate (master ordering) account grouping storefront profiles."""
 
+    __table_args__ = (trigram_index("ix_organization_name_trgm", "name"),)
+
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
     #: free text: financial conditions agreed with the organization
@@ -343,6 +374,12 @@ class Organization(db.Model):
     members: Mapped[list[Profile]] = relationship(
         back_populates="organization", order_by="Profile.id"
     )
+    #: the main contact as a read-only relationship, so a list loads it for a whole page
+    #: in one query (``main_contact`` reads ``members``, which may be many)
+    main_profile: Mapped[Profile | None] = relationship(
+        primaryjoin="and_(Profile.organization_id == Organization.id, "
+                    "Profile.org_role == 'main')",
+        viewonly=True, uselist=False)
 
     @property
     def main_contact(self) -> Profile | None:
@@ -369,6 +406,11 @@ class Profile(db.Model):
             sqlite_where=text("org_role = 'main'"),
             postgresql_where=text("org_role = 'main'"),
         ),
+        # the list's sorts (keyset: sort key, then id)
+        Index("ix_profile_name", "name", "id"),
+        Index("ix_profile_created_at", "created_at", "id"),
+        trigram_index("ix_profile_email_trgm", "email"),
+        trigram_index("ix_profile_name_trgm", "name"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -394,6 +436,8 @@ class Profile(db.Model):
 
 class CorporateRequest(db.Model):
     """A customer's request to turn accounts into one corporate account."""
+
+    __table_args__ = (Index("ix_corporate_request_created_at", "created_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_name: Mapped[str] = mapped_column(String(200))
@@ -428,13 +472,18 @@ class Order(db.Model):
             " AND payment_method IS NOT NULL)",
             name="paid_iff_payer",
         ),
+        Index("ix_order_created_at", "created_at", "id"),
+        # the orders a profile sees: placed by or paid by it, newest first, each on its own
+        Index("ix_order_placed_by_created", "placed_by_id", "created_at", "id"),
+        Index("ix_order_paid_by_created", "paid_by_id", "created_at", "id"),
+        trigram_index("ix_order_number_trgm", "number"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
-    placed_by_id: Mapped[int] = fk("profile.id")
+    placed_by_id: Mapped[int] = fk("profile.id", index=False)
     #: who paid: the placer, or whoever a "Make Payment Later" link was forwarded to
-    paid_by_id: Mapped[int | None] = fk("profile.id", nullable=True)
+    paid_by_id: Mapped[int | None] = fk("profile.id", nullable=True, index=False)
     status: Mapped[OrderStatus] = mapped_column(
         str_enum(OrderStatus, "order_status"), default=OrderStatus.AWAITING_PAYMENT
     )
@@ -482,6 +531,8 @@ class OrderItem(db.Model):
 class License(db.Model):
     """One licence bought: what the CA tracks under its CA Reference."""
 
+    __table_args__ = (trigram_index("ix_license_ca_reference_trgm", "ca_reference"),)
+
     id: Mapped[int] = mapped_column(primary_key=True)
     order_item_id: Mapped[int] = fk("order_item.id")
     ca_reference: Mapped[str] = mapped_column(String(32), unique=True)
@@ -508,6 +559,8 @@ class Invoice(db.Model):
             name="order_or_monthly",
         ),
         UniqueConstraint("customer_id", "period_start"),
+        Index("ix_invoice_issued_at", "issued_at", "id"),
+        trigram_index("ix_invoice_number_trgm", "number"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -589,10 +642,12 @@ class CreditEntry(db.Model):
     __table_args__ = (
         CheckConstraint("amount <> 0", name="amount_not_zero"),
         CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
+        # a profile's ledger, newest first
+        Index("ix_credit_entry_profile_created", "profile_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    profile_id: Mapped[int] = fk("profile.id")
+    profile_id: Mapped[int] = fk("profile.id", index=False)
     #: signed minor units: positive adds credit
     amount: Mapped[int] = money(default=None)
     #: the profile's balance right after this entry
@@ -635,6 +690,9 @@ class AddressMixin:
 class Reseller(AddressMixin, db.Model):
     """A partner that manages customers on the partner platform."""
 
+    __table_args__ = (trigram_index("ix_reseller_company_name_trgm", "company_name"),
+                      trigram_index("ix_reseller_city_trgm", "city"))
+
     id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[ResellerStatus] = mapped_column(
         str_enum(ResellerStatus, "reseller_status"), default=ResellerStatus.ACTIVE
@@ -661,6 +719,10 @@ class Customer(AddressMixin, db.Model):
             "administrative_responsibility = 'partner' OR customer_admin_email IS NOT NULL",
             name="customer_admin_email_required",
         ),
+        # what the customer list searches
+        trigram_index("ix_customer_company_name_trgm", "company_name"),
+        trigram_index("ix_customer_customer_admin_email_trgm", "customer_admin_email"),
+        trigram_index("ix_customer_city_trgm", "city"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -687,7 +749,8 @@ class Customer(AddressMixin, db.Model):
 class CustomerAdmin(db.Model):
     """An administrator of a customer-administered customer."""
 
-    __table_args__ = (UniqueConstraint("customer_id", "email"),)
+    __table_args__ = (UniqueConstraint("customer_id", "email"),
+                      trigram_index("ix_customer_admin_email_trgm", "email"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = fk("customer.id")
@@ -786,12 +849,15 @@ class Transaction(db.Model):
             " AND reason = 'refund')",
             name="charge_or_refund",
         ),
-        Index("ix_transaction_created_at", "created_at"),
+        # newest first: the list, a customer's and a subscription's transactions
+        Index("ix_transaction_created_at", "created_at", "id"),
+        Index("ix_transaction_customer_created", "customer_id", "created_at", "id"),
+        Index("ix_transaction_subscription_created", "subscription_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    customer_id: Mapped[int] = fk("customer.id")
-    subscription_id: Mapped[int] = fk("subscription.id")
+    customer_id: Mapped[int] = fk("customer.id", index=False)
+    subscription_id: Mapped[int] = fk("subscription.id", index=False)
     kind: Mapped[TransactionKind] = mapped_column(str_enum(TransactionKind, "transaction_kind"))
     reason: Mapped[TransactionReason] = mapped_column(
         str_enum(TransactionReason, "transaction_reason")
@@ -888,7 +954,8 @@ class AuditEvent(db.Model):
 
     actor: Mapped[StaffUser | None] = relationship()
 
-    __table_args__ = (Index("ix_audit_event_target", "target_type", "target_id"),)
+    __table_args__ = (Index("ix_audit_event_target", "target_type", "target_id"),
+                      Index("ix_audit_event_created_at", "created_at", "id"))
 
 
 class AuditCheckpoint(db.Model):
@@ -930,7 +997,8 @@ class JobRun(db.Model):
 
     requested_by: Mapped[StaffUser | None] = relationship()
 
-    __table_args__ = (Index("ix_job_run_status", "status", "job"),)
+    __table_args__ = (Index("ix_job_run_status", "status", "job"),
+                      Index("ix_job_run_started_at", "started_at", "id"))
 
 
 class JobLock(db.Model):

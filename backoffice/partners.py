@@ -299,3 +299,35 @@ def update_customer(customer: Customer, *, actor, **fields) -> Customer:
     if changes:
         audit.record(actor, "customer.update", customer, changes)
     return customer
+
+
+# --------------------------------------------------------------------------- look-ups
+
+
+#: the most companies one look-up returns
+MAX_LOOKUP = 20
+
+
+def find_companies(model: type[Customer] | type[Reseller], text: str, *, offset: int = 0,
+                   limit: int = 10) -> list[tuple[int, str]]:
+    """(id, company name) of the customers or resellers whose company name contains
+    ``text`` (any case; a trigram index search on PostgreSQL), by name then id; a text of
+    digits, with or without ``#``, also finds the one with that id, first. For type-ahead
+    fields: one page of ``limit`` (at most MAX_LOOKUP) from ``offset``."""
+    text = text.strip()
+    limit = max(1, min(limit, MAX_LOOKUP))
+    found: list[tuple[int, str]] = []
+    number = text.removeprefix("#")
+    if offset == 0 and number.isascii() and number.isdigit() and len(number) <= 10:
+        row = db.session.execute(select(model.id, model.company_name)
+                                 .where(model.id == int(number))).first()
+        if row is not None:
+            found.append((row.id, row.company_name))
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = db.session.execute(
+        select(model.id, model.company_name)
+        .where(model.company_name.ilike(f"%{escaped}%", escape="\\"))
+        .order_by(model.company_name, model.id).offset(offset).limit(limit)).all()
+    found += [(row.id, row.company_name) for row in rows if (row.id, row.company_name)
+              not in found]
+    return found[:limit]

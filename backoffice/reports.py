@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 
-from sqlalchemy import Select, String, case, func, select, type_coerce
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import ColumnElement, Select, String, case, func, select, type_coerce
 
 from .errors import InvalidInput
 from .extensions import db
@@ -97,6 +98,32 @@ class ReportFilters:
         return conditions
 
 
+#: the longest date range the report page totals and lists, in days (both ends included)
+MAX_REPORT_DAYS = 366
+
+
+def within_a_year(filters: ReportFilters, today: date) -> ReportFilters:
+    """The filters with a date range of at most MAX_REPORT_DAYS, so the report's totals
+    read a bounded slice of the transactions (an index range) at any table size.
+
+    No dates: the current month. Only a start: a year from it; only an end: the year up
+    to it. A longer range is refused.
+    """
+    start, end = filters.date_from, filters.date_to
+    if start is None and end is None:
+        start = today.replace(day=1)
+        end = start + relativedelta(months=1) - timedelta(days=1)
+    elif end is None:
+        assert start is not None
+        end = start + relativedelta(years=1) - timedelta(days=1)
+    elif start is None:
+        start = end - relativedelta(years=1) + timedelta(days=1)
+    if (end - start).days + 1 > MAX_REPORT_DAYS:
+        raise InvalidInput(f"Choose dates at most a year apart ({MAX_REPORT_DAYS} days); "
+                           "the export takes any range.")
+    return replace(filters, date_from=start, date_to=end)
+
+
 def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
@@ -149,11 +176,16 @@ def report_totals(filters: ReportFilters) -> list[CurrencyTotal]:
     return [CurrencyTotal(c, int(n), int(ch), int(rf)) for c, n, ch, rf in rows]
 
 
-def report_page(filters: ReportFilters, *, page: int = 0, per_page: int = 100) -> list:
-    """One page of the report, newest first, for the screen (the export has every row)."""
+def report_page(filters: ReportFilters, *, where: ColumnElement[bool] | None = None,
+                order_by=None, limit: int = 100) -> list:
+    """One page of the report for the screen (the export has every row): newest first
+    unless ``order_by`` says otherwise, from a position (``where``, e.g. older than a
+    given transaction), so any page reads ``limit`` rows off an index."""
     query = report_query(filters).order_by(None).order_by(
-        Transaction.created_at.desc(), Transaction.id.desc())
-    return list(db.session.execute(query.limit(per_page).offset(page * per_page)).all())
+        *(order_by or (Transaction.created_at.desc(), Transaction.id.desc())))
+    if where is not None:
+        query = query.where(where)
+    return list(db.session.execute(query.limit(limit)).all())
 
 
 @lru_cache(maxsize=64)

@@ -4,6 +4,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from backoffice.models import in_schema_of
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -91,6 +93,8 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        # PostgreSQL-only indexes (pg_trgm) are not expected on SQLite
+        conf_args.setdefault("include_object", in_schema_of(connection.dialect.name))
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

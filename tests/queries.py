@@ -1,4 +1,5 @@
-"""Read-only queries the tests use to check what the domain wrote."""
+"""Read-only queries the tests use to check what the domain wrote, and a counter of the
+SQL statements a block of code runs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 
 from backoffice.extensions import db
 from backoffice.models import CreditEntry, Profile
@@ -21,6 +23,28 @@ def ledger_sum(profile: Profile) -> int:
     return db.session.scalar(
         select(func.coalesce(func.sum(CreditEntry.amount), 0))
         .where(CreditEntry.profile_id == profile.id)) or 0
+
+
+#: statements that are the test harness's, not the page's (the rolled-back test's
+#: savepoints)
+_HARNESS = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
+
+
+@contextmanager
+def counted_statements() -> Iterator[list[str]]:
+    """The SQL statements every engine runs while the block runs (savepoints left out):
+    ``with counted_statements() as sql: client.get(...)``, then ``len(sql)``."""
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, _parameters, _context, _executemany):
+        if not statement.lstrip().upper().startswith(_HARNESS):
+            statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from flask_migrate import downgrade, upgrade
 
 from backoffice import create_app
 from backoffice.extensions import db
+from backoffice.models import in_schema_of
 from tests.conftest import base_config
 
 pytestmark = pytest.mark.commits  # migrations run DDL on their own connections
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.commits  # migrations run DDL on their own connections
 
 def _differences(app) -> list:
     with app.app_context(), db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(conn, opts={
+            "compare_type": True, "include_object": in_schema_of(conn.dialect.name)})
         return compare_metadata(context, db.metadata)
 
 

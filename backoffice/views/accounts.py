@@ -15,6 +15,7 @@ from flask_admin import expose
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from wtforms import EmailField, RadioField, SelectChoice, StringField, TextAreaField
 from wtforms.validators import DataRequired, Email, InputRequired, Length, ValidationError
 from wtforms.widgets import HiddenInput
@@ -55,9 +56,15 @@ from .forms import (
     WholeNumberField,
     has_control_characters,
 )
+from .paging import RowsPage, SortKey, record_rows
 from .review import Operation, review_confirm
 
 CATEGORY = "Accounts"
+#: orders on a profile's or an organization's page: newest first, 50 a page
+NEWEST_ORDERS = SortKey.of("created_at", Order.created_at, Order.id, True)
+ORDER_LOADS = (selectinload(Order.placed_by), selectinload(Order.paid_by))
+#: a profile's ledger on its page: newest first, 50 a page
+NEWEST_ENTRIES = SortKey.of("created_at", CreditEntry.created_at, CreditEntry.id, True)
 #: how many rows a search on an operation page offers at most
 SEARCH_LIMIT = 20
 #: the longest search text (an email address, ``profile.email``)
@@ -195,14 +202,25 @@ class LegacyTransferForm(ReviewForm):
 # --------------------------------------------------------------------------- profiles
 
 
+def order_rows(orders_of, *, url) -> RowsPage:
+    """One page of the orders a profile or an organization sees (``orders_of(**page)``,
+    see :func:`backoffice.accounts.orders_of`), with who placed and paid each."""
+
+    def fetch(condition, order_by, limit, _offset):
+        return orders_of(where=condition, order_by=order_by, limit=limit, options=ORDER_LOADS)
+
+    return record_rows(fetch, NEWEST_ORDERS, prefix="orders", url=url, anchor="orders")
+
+
 class ProfileView(ReadOnlyModelView):
     column_list = ("id", "email", "name", "currency", "organization", "org_role",
                    "credit_balance", "created_at")
     column_details_list = ("id", "email", "name", "currency", "organization", "org_role",
                            "linked_at", "credit_balance", "created_at")
     column_searchable_list = ("email", "name")
+    column_exact_search = ("email",)
     column_filters = ("currency", "org_role", "organization.name", "created_at")
-    column_sortable_list = ("id", "email", "name", "credit_balance", "created_at")
+    column_sortable_list = ("id", "email", "name", "created_at")
     column_formatters = {
         "credit_balance": money_column(),
         "organization": link_formatter("organization"),
@@ -210,14 +228,21 @@ class ProfileView(ReadOnlyModelView):
     column_labels = {"org_role": "Role in organization", "credit_balance": "Prepaid credit"}
     details_template = "accounts/profile_details.html"
 
-    # Helpers for the details template.
-    def visible_orders(self, profile: Profile) -> list[Order]:
-        return accounts.visible_orders(profile)
+    column_details_loads = ("organization",)
 
-    def ledger(self, profile: Profile) -> list[CreditEntry]:
-        return list(db.session.scalars(
+    # Helpers for the details template: one page of each list.
+    def visible_orders(self, profile: Profile) -> RowsPage:
+        return order_rows(lambda **page: accounts.visible_orders(profile, **page),
+                          url=self._details_page)
+
+    def ledger(self, profile: Profile) -> RowsPage:
+        return record_rows(
             select(CreditEntry).where(CreditEntry.profile_id == profile.id)
-            .order_by(CreditEntry.id.desc())))
+            .options(selectinload(CreditEntry.order), selectinload(CreditEntry.actor)),
+            NEWEST_ENTRIES, prefix="ledger", url=self._details_page, anchor="ledger")
+
+    def _details_page(self, **args) -> str:
+        return self.get_url(".details_view", **args)
 
     def render(self, template, **kwargs):
         if template == self.details_template and "model" in kwargs:
@@ -376,20 +401,26 @@ def _unlinked(profile: Profile, review: accounts.UnlinkReview) -> accounts.Unlin
 
 
 class OrganizationView(ReadOnlyModelView):
-    column_list = ("id", "name", "main_contact", "created_at")
+    column_list = ("id", "name", "main_profile", "created_at")
     column_details_list = ("id", "name", "main_contact", "members", "financial_terms",
                            "created_at")
     column_searchable_list = ("name",)
     column_filters = ("created_at",)
+    column_sortable_list = ("id", "name")
     column_formatters = {
         "main_contact": link_formatter("profile"),
+        "main_profile": link_formatter("profile"),
         "members": links_formatter("profile"),
     }
-    column_labels = {"financial_terms": "Agreed financial conditions", "members": "Users"}
+    column_labels = {"financial_terms": "Agreed financial conditions", "members": "Users",
+                     "main_profile": "Main contact"}
     details_template = "accounts/organization_details.html"
 
-    def orders(self, organization: Organization) -> list[Order]:
-        return accounts.organization_orders(organization)
+    column_details_loads = ("main_profile",)
+
+    def orders(self, organization: Organization) -> RowsPage:
+        return order_rows(lambda **page: accounts.organization_orders(organization, **page),
+                          url=lambda **args: self.get_url(".details_view", **args))
 
 
 # --------------------------------------------------------------------------- corporate requests
@@ -405,8 +436,7 @@ class CorporateRequestView(ReadOnlyModelView):
                            "processed_at", "organization", "outcome")
     column_searchable_list = ("organization_name", "main_contact_email")
     column_filters = ("status", "created_at", "processed_at")
-    column_sortable_list = ("id", "organization_name", "main_contact_email", "status",
-                            "created_at", "processed_at")
+    column_sortable_list = ("id", "main_contact_email", "created_at")
     column_default_sort = ("created_at", False)
     column_formatters = {"organization": link_formatter("organization")}
     column_labels = {"secondary_emails": "Secondary users"}
@@ -419,11 +449,6 @@ class CorporateRequestView(ReadOnlyModelView):
 
     def get_query(self):
         query = super().get_query()
-        return query if self.showing_all() else query.filter(
-            CorporateRequest.status == RequestStatus.OPEN)
-
-    def get_count_query(self):
-        query = super().get_count_query()
         return query if self.showing_all() else query.filter(
             CorporateRequest.status == RequestStatus.OPEN)
 
@@ -543,8 +568,10 @@ class LegacyAccountView(ReadOnlyModelView):
                            "credit_balance", "transfer_state", "transferred_at",
                            "transferred_by", "transferred_to", "transferred_amount")
     column_searchable_list = ("legacy_number", "email", "name")
+    column_exact_search = ("legacy_number",)
     column_filters = ("currency", "transferred_at")
-    column_sortable_list = ("id", "legacy_number", "email", "credit_balance", "transferred_at")
+    column_sortable_list = ("id", "legacy_number", "email")
+    column_list_loads = ("transferred_to",)
     column_formatters = {
         "credit_balance": money_column(),
         "transferred_amount": money_column(),
@@ -615,9 +642,10 @@ class OrderView(ReadOnlyModelView):
     column_details_list = ("number", "placed_by", "paid_by", "status", "payment_method",
                            "billing", "currency", "total", "invoice", "created_at", "paid_at")
     column_searchable_list = ("number",)
+    column_exact_search = ("number",)
     column_filters = ("status", "payment_method", "currency", "created_at", "paid_at",
                       "placed_by.email", "paid_by.email")
-    column_sortable_list = ("number", "status", "total", "created_at", "paid_at")
+    column_sortable_list = ("number", "created_at")
     column_default_sort = ("created_at", True)
     column_formatters = {
         "total": money_column(),
@@ -651,6 +679,7 @@ class LicenseView(ReadOnlyModelView):
     column_list = ("ca_reference", "kind", "order_item.order", "acme_directory_url",
                    "eab_key_id", "created_at")
     column_searchable_list = ("ca_reference",)
+    column_exact_search = ("ca_reference",)
     column_filters = ("kind", "created_at")
     column_formatters = {"ca_reference": _tracking_link}
     column_labels = {"ca_reference": "CA Reference", "order_item.order": "Order",

@@ -1,5 +1,5 @@
-"""The base views every console page builds on: access by permission, formatting, and
-list and detail addresses that never fail.
+"""The base views every console page builds on: access by permission, formatting, lists
+that cost the same at any size, and list and detail addresses that never fail.
 
 Every model view's list and detail page checks what its address asks for before it
 queries: the page, page size, sort column and direction, the search and every filter
@@ -8,6 +8,24 @@ characters, bounded lengths), and the record id of details, edit and actions. A 
 is left out with a message saying so (a flash, then a 303 to the same list without it);
 an id that cannot name a record goes back to the list with a message. A database error
 while building a list is the last resort: rolled back and answered with a 400 page.
+
+Every model list (see :class:`ReadOnlyModelView` and :mod:`.paging`):
+
+- pages by position (keyset: the sort key, then id) when its order is a NOT NULL column
+  of its own table and its key a whole number; Next and Previous carry the position in
+  the address (``after=`` / ``before=``, checked like any argument). Other lists (a text
+  key, a nullable sort) keep page numbers.
+- offers sorts only on indexed columns: the primary key, unique columns, or the leading
+  column of an index that ends in the id; a view may list others (``column_sortable_list``)
+  that lead an index.
+- counts no big table: a filtered or searched list counts up to 10,001 rows and says
+  "10,000+"; an unfiltered one shows the planner's estimate on PostgreSQL.
+- searches a whole value first where the view names unique columns
+  (``column_exact_search``: an email, a number); when a row has it, the list is that row.
+  Otherwise every word is looked for inside every searchable column (``ILIKE '%word%'``,
+  a trigram index search on PostgreSQL; related columns through ``EXISTS``).
+- loads the related rows it shows for the page's rows only, one query per relationship
+  (``selectinload``), after the page is chosen.
 """
 
 from __future__ import annotations
@@ -16,12 +34,13 @@ import enum
 import logging
 import math
 import re
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from babel.dates import format_timedelta
-from flask import abort, current_app, flash, redirect, request, url_for
+from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView, tools
 from flask_admin.contrib.sqla.filters import (
@@ -48,8 +67,10 @@ from flask_admin.model.helpers import get_mdict_item_or_list
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
-from sqlalchemy import JSON, BigInteger, Integer, SmallInteger, String
+from sqlalchemy import JSON, BigInteger, Integer, SmallInteger, String, Unicode, cast, or_
 from sqlalchemy.exc import DataError, ProgrammingError
+from sqlalchemy.orm import RelationshipProperty, selectinload
+from sqlalchemy.schema import UniqueConstraint
 
 from .. import dashboard
 from ..clock import utcnow
@@ -60,6 +81,18 @@ from ..money import format_money
 from ..permissions import Permission, has_permission
 from .forms import ConsoleForm, has_control_characters
 from .labels import PeopleLabelsMixin
+from .paging import (
+    KEYSET_ARGS,
+    MAX_OFFSET_ROWS,
+    RowCount,
+    SortKey,
+    as_column,
+    capped_count,
+    keyset_page,
+    keyset_type,
+    table_count,
+    within_matches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +326,59 @@ def _is_json(column) -> bool:
     return isinstance(getattr(column, "type", None), JSON)
 
 
+def like_pattern(word: str) -> str:
+    """``%word%`` for a case-insensitive LIKE, with LIKE's wildcards in ``word`` escaped
+    (``ESCAPE '\\'``): a search for ``50%`` finds "50%", not every "50"."""
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def leads_an_index(column) -> bool:
+    """Whether ``column`` is its table's primary key, unique, or the first column of an
+    index or unique constraint: a sort on it can read an index in order."""
+    column = as_column(column)
+    table = getattr(column, "table", None)
+    if table is None:
+        return False
+    if column.primary_key or column.unique:
+        return True
+    leading = [list(index.columns)[:1] for index in table.indexes]
+    leading += [list(c.columns)[:1] for c in table.constraints
+                if isinstance(c, UniqueConstraint)]
+    return [column] in leading
+
+
+def sorts_by_index(column) -> bool:
+    """Whether a list may offer ``column`` as a sort without being told: its primary key,
+    a unique column, or the first column of an index that also holds the primary key
+    (so a keyset page of ``(column, id)`` reads straight off the index)."""
+    column = as_column(column)
+    table = getattr(column, "table", None)
+    if table is None:
+        return False
+    if column.primary_key or column.unique:
+        return True
+    key = set(table.primary_key.columns)
+    return any(list(index.columns)[:1] == [column] and key <= set(index.columns)
+               for index in table.indexes)
+
+
+@dataclass
+class Listing:
+    """What a list page shows besides its rows: the count and how to page."""
+
+    count: RowCount
+    #: True: First / Previous / Next by position; False: page numbers
+    keyset: bool
+    first_url: str | None = None
+    prev_url: str | None = None
+    next_url: str | None = None
+    #: page-numbered lists: whether there is a next page
+    has_next: bool = False
+    #: the search found its exact value: the list is that row
+    exact_match: bool = False
+
+
 class SecureMixin:
     """Access rule shared by every console page: sign-in, then one named permission."""
 
@@ -374,8 +460,17 @@ class ReadOnlyModelView(SecureMixin, PeopleLabelsMixin, ModelView):
     column_display_pk = True
     column_default_sort = ("id", True)
     filter_converter = ConsoleFilterConverter()
-    list_template = "admin/model/list.html"
+    list_template = "console/list.html"
     details_template = "admin/model/details.html"
+    #: related rows are loaded for the page's rows after it is chosen, never joined first
+    column_auto_select_related = False
+    #: unique columns whose whole value a search tries first (``("email",)``)
+    column_exact_search: tuple[str, ...] = ()
+    #: relationships the list's formatters read beyond its columns (``"subscription.product"``
+    #: for a subscription shown with its product's name), loaded for the page's rows
+    column_list_loads: tuple[str, ...] = ()
+    #: the same for a record's page (``"lines.certificate_type"``)
+    column_details_loads: tuple[str, ...] = ()
 
     def __init__(self, model, session, **kwargs):
         super().__init__(model, session, **kwargs)
@@ -384,9 +479,223 @@ class ReadOnlyModelView(SecureMixin, PeopleLabelsMixin, ModelView):
             self.column_formatters_detail = self.column_formatters
 
     def get_sortable_columns(self):
-        """Sortable columns, without JSON ones: PostgreSQL cannot order by ``json``."""
+        """The sorts a list offers: never a JSON column (PostgreSQL cannot order by
+        ``json``); without ``column_sortable_list``, only the columns that
+        :func:`sorts_by_index` allows."""
         columns = super().get_sortable_columns()
-        return {name: column for name, column in columns.items() if not _is_json(column)}
+        listed = self.column_sortable_list is not None
+        return {name: column for name, column in columns.items() if not _is_json(column)
+                and not isinstance(column, (list, tuple))
+                and (listed or sorts_by_index(column))}
+
+    # ----------------------------------------------------------------------- the order
+
+    def _id_column(self):
+        """The model's primary key column when it is a single whole number, else None."""
+        columns = list(self.model.__table__.primary_key.columns)
+        if len(columns) == 1 and isinstance(columns[0].type, Integer):
+            return columns[0]
+        return None
+
+    def _default_sort(self) -> tuple[str, Any, bool] | None:
+        sort = self.column_default_sort
+        if isinstance(sort, list):
+            sort = sort[0] if sort else None
+        if not sort:
+            return None
+        name, desc = (sort, False) if isinstance(sort, str) else sort
+        return name, getattr(self.model, name), bool(desc)
+
+    def list_sort_key(self, sort_column: str | None, sort_desc: bool) -> SortKey | None:
+        """The keyset order of the list for this sort (its default without one), or None
+        when the list pages by number: a key that is not one whole number, or a sort
+        column that is nullable or not of the model's own table."""
+        id_column = self._id_column()
+        if id_column is None:
+            return None
+        if sort_column is not None and sort_column in self._sortable_columns:
+            name, column, desc = sort_column, self._sortable_columns[sort_column], sort_desc
+        else:
+            default = self._default_sort()
+            if default is None:
+                return None
+            name, column, desc = default
+        column = as_column(column)
+        if getattr(column, "table", None) is not self.model.__table__ \
+                or keyset_type(column) is None:
+            return None
+        return SortKey(name, column, id_column, desc)
+
+    def _requested_sort_key(self, refused: set[str]) -> SortKey | None:
+        """The order the list's address asks for, its refused arguments left out."""
+        raw = request.args.get("sort") if "sort" not in refused else None
+        column = self._get_column_by_idx(int(raw)) if raw and self._sortable_index(raw) else None
+        desc = "desc" not in refused and request.args.get("desc") == "1"
+        return self.list_sort_key(column[0] if column else None, desc)
+
+    # ----------------------------------------------------------------------- rows
+
+    def list_loads(self) -> list:
+        """Loader options for the related rows the list shows (its relationship columns,
+        dotted paths included, and ``column_list_loads``): one SELECT … IN per
+        relationship for the page's rows."""
+        return self._loads([name for name, _ in self._list_columns]
+                           + list(self.column_list_loads))
+
+    def details_loads(self) -> list:
+        """Loader options for the related rows a record's page shows (its relationship
+        columns and ``column_details_loads``), each loaded once, not per row."""
+        return self._loads([name for name, _ in self._details_columns]
+                           + list(self.column_details_loads))
+
+    def _loads(self, paths) -> list:
+        options: dict[str, Any] = {}
+        for path in paths:
+            option: Any = None
+            model, walked = self.model, []
+            for part in path.split("."):
+                attribute: Any = getattr(model, part, None)
+                relation = getattr(attribute, "property", None)
+                if not isinstance(relation, RelationshipProperty):
+                    break
+                option = selectinload(attribute) if option is None else \
+                    option.selectinload(attribute)
+                model = relation.mapper.class_
+                walked.append(part)
+            if option is not None:
+                options.setdefault(".".join(walked), option)
+        return list(options.values())
+
+    def search_condition(self, column, path, pattern: str):
+        """``column`` contains ``pattern``: an ILIKE on the column itself (so a trigram
+        index can answer it), through EXISTS (``has``/``any``) for a related column."""
+        condition = (column.ilike(pattern, escape="\\") if isinstance(column.type, String)
+                     else cast(column, Unicode).ilike(pattern, escape="\\"))
+        for relation in reversed(path or []):
+            condition = (relation.any(condition) if relation.property.uselist
+                         else relation.has(condition))
+        return condition
+
+    def apply_search(self, query, search: str):
+        """Rows where every word of ``search`` is inside at least one searchable column."""
+        for word in search.split():
+            query = query.filter(or_(*(self.search_condition(column, path, like_pattern(word))
+                                       for column, path in self._search_fields or [])))
+        return query
+
+    def exact_matches(self, query, search: str, key: SortKey | None, size: int) -> list:
+        """The rows whose unique column (``column_exact_search``) is the whole search, as
+        typed, lower- or upper-cased: an index lookup. [] when there is none."""
+        text = search.strip()
+        if not self.column_exact_search or not text or any(c.isspace() for c in text):
+            return []
+        candidates = sorted({text, text.lower(), text.upper()})
+        query = query.filter(or_(*(getattr(self.model, name).in_(candidates)
+                                   for name in self.column_exact_search)))
+        if key is not None:
+            query = query.order_by(*key.order_by())
+        return query.options(*self.list_loads()).limit(size).all()
+
+    def get_list(self, page, sort_column, sort_desc, search, filters, execute=True,
+                 page_size=None):
+        """The page of rows and their count (a :class:`~.paging.RowCount`); how to page
+        goes to the template as ``listing``. See the module for what is read how."""
+        if not execute:
+            return super().get_list(page, sort_column, sort_desc, search, filters,
+                                    execute=False, page_size=page_size)
+        size = page_size or self.page_size
+        query = self.get_query()
+        unfiltered = query.whereclause is None and not filters and not search
+        if filters and self._filters:
+            query, _count, _joins, _count_joins = self._apply_filters(query, None, {}, {},
+                                                                      filters)
+        key = self.list_sort_key(sort_column, sort_desc)
+        if search and self._search_supported:
+            found = self.exact_matches(query, search, key, size)
+            if found:
+                g.console_listing = Listing(RowCount(len(found)), keyset=key is not None,
+                                            exact_match=True)
+                return g.console_listing.count, found
+            query = self.apply_search(query, search)
+        if key is not None:
+            rows, listing = self._keyset_list(query, key, page or 0, size, unfiltered)
+        else:
+            rows, listing = self._numbered_list(query, sort_column, sort_desc, page or 0,
+                                                size, unfiltered)
+        g.console_listing = listing
+        return listing.count, rows
+
+    def _count(self, query, unfiltered: bool) -> RowCount:
+        id_column = self._id_column()
+        if id_column is None:
+            id_column = list(self.model.__table__.primary_key.columns)[0]
+        if unfiltered:
+            return table_count(query, id_column, self.model.__table__.name)
+        return capped_count(query, id_column)
+
+    def _keyset_list(self, query, key: SortKey, page: int, size: int, unfiltered: bool):
+        after = key.parse(request.args.get("after"))
+        before = None if after else key.parse(request.args.get("before"))
+        offset = page * size if after is None and before is None else 0
+        if offset > MAX_OFFSET_ROWS:
+            flash(f"Page {page + 1:,} is further than page numbers reach on this list; use "
+                  "Next and Previous. Here is its first page.", "warning")
+            offset = 0
+        if unfiltered:
+            result = keyset_page(query.options(*self.list_loads()), key, size=size,
+                                 after=after, before=before, offset=offset)
+            if result.is_first and result.next_token is None:
+                count = RowCount(len(result.rows))  # the whole list is on this page
+            else:
+                count = self._count(query, unfiltered)
+        else:
+            # Counted first: when the matches are few enough to count, the page is
+            # ordered from them rather than found by reading the sort index.
+            count = self._count(query, unfiltered)
+            source = (within_matches(query, key, self.model, self.list_loads())
+                      if count.exact else query.options(*self.list_loads()))
+            result = keyset_page(source, key, size=size, after=after, before=before,
+                                 offset=offset)
+        listing = Listing(
+            count, keyset=True,
+            first_url=None if result.is_first else self._page_url(),
+            prev_url=self._page_url(before=result.prev_token) if result.prev_token else None,
+            next_url=self._page_url(after=result.next_token) if result.next_token else None)
+        return result.rows, listing
+
+    def _numbered_list(self, query, sort_column, sort_desc, page: int, size: int,
+                       unfiltered: bool):
+        query, _joins = self._apply_sorting(query, {}, sort_column, sort_desc)
+        query = query.order_by(*self.model.__table__.primary_key.columns)
+        rows = query.options(*self.list_loads()).limit(size + 1).offset(page * size).all()
+        has_next = len(rows) > size
+        rows = rows[:size]
+        if page == 0 and not has_next:
+            count = RowCount(len(rows))
+        else:
+            count = self._count(query.order_by(None), unfiltered)
+        return rows, Listing(count, keyset=False, has_next=has_next)
+
+    def _page_url(self, **position: str | None) -> str:
+        """This list's address with its arguments, at ``position`` (``after=`` /
+        ``before=``), or at its start without one."""
+        args = [(k, v) for k, v in request.args.items(multi=True)
+                if k not in ("page", *KEYSET_ARGS)]
+        args += [(k, v) for k, v in position.items() if v]
+        url = self.get_url(".index_view")
+        return f"{url}?{urlencode(args)}" if args else url
+
+    def _get_list_extra_args(self):
+        # A new sort, search, filter or page size starts at the list's first page.
+        view_args = super()._get_list_extra_args()
+        for name in KEYSET_ARGS:
+            view_args.extra_args.pop(name, None)
+        return view_args
+
+    def render(self, template, **kwargs):
+        if template == self.list_template:
+            kwargs.setdefault("listing", g.pop("console_listing", None))
+        return super().render(template, **kwargs)
 
     # ----------------------------------------------------------------------- the list
 
@@ -452,10 +761,31 @@ class ReadOnlyModelView(SecureMixin, PeopleLabelsMixin, ModelView):
                 problem = self._filter_argument_problem(name, value)
                 if problem:
                     refuse(name, f"{problem} The filter was left out.")
+            elif name in KEYSET_ARGS:
+                continue  # checked below, once the order is known
             elif len(name) > 100 or len(value) > MAX_ARGUMENT:
                 refuse(name, f"“{shown(name)}” is too long for a list address; it was "
                              "left out.")
+        self._position_problems(refuse, refused)
         return problems, refused
+
+    def _position_problems(self, refuse, refused: set[str]) -> None:
+        """``after`` / ``before``: one of them, once, a position in the list's order."""
+        given = [name for name in KEYSET_ARGS if name in request.args and name not in refused]
+        if not given:
+            return
+        key = self._requested_sort_key(refused)
+        for name in given:
+            values = request.args.getlist(name)
+            if key is None:
+                refuse(name, "This list pages by page number, not from a row; it opens at "
+                             "its first page.")
+            elif len(values) > 1 or (name == "before" and "after" in given):
+                refuse(name, "This page link names more than one place in the list; it "
+                             "opens at its first page.")
+            elif key.parse(values[0]) is None:
+                refuse(name, "This page link is not one this list makes, or belongs to "
+                             "another order of it; the list opens at its first page.")
 
     def _sortable_index(self, value: str) -> bool:
         if not (value.isdigit() and value.isascii() and len(value) <= 4):
@@ -489,7 +819,8 @@ class ReadOnlyModelView(SecureMixin, PeopleLabelsMixin, ModelView):
 
     def get_one(self, id):
         key = self.record_key(id)
-        return None if key is None else db.session.get(self.model, key)
+        return None if key is None else db.session.get(self.model, key,
+                                                       options=self.details_loads())
 
     def _refuse_record_id(self):
         """A redirect to the list with a message when the address names no record."""

@@ -16,8 +16,10 @@ The billing pages keep their ``billing`` endpoints and ``/admin/billing/...`` UR
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
+from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from flask import (
@@ -25,6 +27,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     request,
     stream_with_context,
@@ -34,11 +37,12 @@ from flask_admin import expose
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from wtforms import Field, SelectChoice, SelectField, StringField
-from wtforms.validators import InputRequired, Optional
-from wtforms.widgets import HiddenInput
+from wtforms.validators import InputRequired, Length, Optional, ValidationError
+from wtforms.widgets import HiddenInput, html_params
 
-from .. import invoicing, refunds, reports
+from .. import invoicing, partners, refunds, reports
 from ..clock import today, utcnow
 from ..errors import DomainError
 from ..extensions import db
@@ -75,12 +79,19 @@ from .forms import (
     WholeNumberField,
     quantity_form,
 )
+from .paging import RowsPage, SortKey, record_rows
 from .review import Operation, review_confirm
 
 CATEGORY = "Finance"
 
-#: at most this many transactions are listed on one customer's page
-CUSTOMER_PAGE_LIMIT = 500
+#: transactions on a customer's or a subscription's page: newest first, 50 a page
+NEWEST_TRANSACTIONS = SortKey.of("created_at", Transaction.created_at, Transaction.id, True)
+#: what those pages show of each transaction, loaded for the page's rows at once
+TRANSACTION_LOADS = (
+    selectinload(Transaction.lines).selectinload(TransactionLine.certificate_type),
+    selectinload(Transaction.invoice),
+    selectinload(Transaction.actor),
+)
 
 
 #: the most charges one refund takes at once
@@ -137,6 +148,15 @@ def _refunded(done: list[Transaction]) -> str:
             "customer's next invoice.")
 
 
+def transaction_rows(condition, *, url, tab: str | None = None,
+                     anchor: str | None = None) -> RowsPage:
+    """One page of the transactions matching ``condition`` (a customer's, a
+    subscription's), newest first, each with its lines, invoice and actor."""
+    return record_rows(select(Transaction).where(condition).options(*TRANSACTION_LOADS),
+                       NEWEST_TRANSACTIONS, prefix="transactions", url=url, tab=tab,
+                       anchor=anchor)
+
+
 def _display_locale() -> str:
     return current_app.config.get("DISPLAY_LOCALE", "en_US")
 
@@ -172,16 +192,15 @@ class BillingView(SecureBaseView):
     @expose(f"/customer/<int(max={MAX_ROW_ID}):customer_id>/transactions")
     def customer_transactions(self, customer_id: int):
         customer = db.get_or_404(Customer, customer_id)
-        transactions = db.session.scalars(
-            select(Transaction).where(Transaction.customer_id == customer.id)
-            .order_by(Transaction.created_at.desc(), Transaction.id.desc())
-            .limit(CUSTOMER_PAGE_LIMIT)
-        ).all()
+        transactions = transaction_rows(
+            Transaction.customer_id == customer.id,
+            url=lambda **args: url_for(".customer_transactions", customer_id=customer.id,
+                                       **args))
         now = utcnow()
-        rows = [(t, refunds.refund_state(t, now)) for t in transactions]
+        rows = [(t, refunds.refund_state(t, now)) for t in transactions.rows]
         return self.render("finance/customer_transactions.html", customer=customer, rows=rows,
-                           can_refund=self.can(Permission.REFUND_WRITE),
-                           limit=CUSTOMER_PAGE_LIMIT)
+                           transactions=transactions,
+                           can_refund=self.can(Permission.REFUND_WRITE))
 
     # ------------------------------------------------------------------ refunds
 
@@ -259,8 +278,8 @@ class BillingView(SecureBaseView):
 
 #: rows on one page of the report
 REPORT_PER_PAGE = 100
-#: the last page the report offers (the export has every row)
-MAX_REPORT_PAGE = 100_000
+#: the report's rows: newest first, by position (the export has every row)
+REPORT_ORDER = SortKey.of("created_at", Transaction.created_at, Transaction.id, True)
 
 KIND_CHOICES = [SelectChoice("", "All"), *(SelectChoice(k.value) for k in TransactionKind)]
 REASON_CHOICES = [SelectChoice("", "All"), *(SelectChoice(r.value, r.value.replace("_", " "))
@@ -273,11 +292,75 @@ def _choose(label: str, what: str, choices=None) -> SelectField:
                        invalid_choice_message=message, invalid_value_message=message)
 
 
+class LookupWidget:
+    """A type-ahead box: a hidden input that Flask-Admin's select2 widget (its
+    ``admin/js/form.js``, no script of ours) turns into a search asking the field's
+    look-up address as staff type; it shows the chosen record's name."""
+
+    def __call__(self, field: LookupField, **kwargs) -> Markup:
+        chosen = field.record()
+        kwargs.setdefault("id", field.id)
+        attributes = {
+            "type": "hidden", "name": field.name, "value": field._value(),
+            "data-role": "select2-ajax", "data-url": url_for(field.lookup_endpoint),
+            "data-allow-blank": "1", "data-minimum-input-length": "1",
+            "data-placeholder": f"All {field.what}s",
+            "data-json": json.dumps([chosen.id, chosen.company_name] if chosen else None),
+            **kwargs}
+        return Markup("<input {}>").format(Markup(html_params(**attributes)))
+
+
+class LookupField(Field):
+    """A customer or reseller chosen by type-ahead (see :class:`LookupWidget`): ``data``
+    is its id, or None for all. Anything but the id of one of them is a message."""
+
+    widget = LookupWidget()
+
+    def __init__(self, label: str, *, model, what: str, lookup_endpoint: str, **kwargs):
+        super().__init__(label, **kwargs)
+        self.model, self.what, self.lookup_endpoint = model, what, lookup_endpoint
+        self.message = f"Choose a {what} from the list."
+        self._record = None
+
+    def process_formdata(self, valuelist):
+        self.data = None
+        raw = valuelist[0].strip() if valuelist and isinstance(valuelist[0], str) else ""
+        if not raw:
+            return
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 10
+                and 0 < int(raw) <= MAX_ROW_ID):
+            raise ValueError(self.message)
+        self.data = int(raw)
+
+    def pre_validate(self, form):
+        if self.data is not None and self.record() is None:
+            raise ValidationError(self.message)
+
+    def record(self):
+        """The chosen customer or reseller (one look-up by id), or None."""
+        if self.data is not None and (self._record is None or self._record.id != self.data):
+            self._record = db.session.get(self.model, self.data)
+        return self._record if self.data is not None else None
+
+    def _value(self) -> str:
+        return str(self.data) if self.data is not None else ""
+
+
+class PositionField(StringField):
+    """Where the report's page starts: a position token its Newer / Older links carry."""
+
+    def pre_validate(self, form):
+        if self.data and REPORT_ORDER.parse(self.data) is None:
+            raise ValidationError("This page link is not one the report makes; open the "
+                                  "report again from the menu.")
+
+
 class ReportFilterForm(ConsoleForm):
     """The report's filters, read from the query string (a GET form: it changes nothing).
 
-    Customers and resellers are offered by id (see :meth:`offer`); any other value, a
-    date outside 2000-01-01..2099-12-31 or a control character is a message on the form.
+    Customers and resellers are chosen by type-ahead (a look-up by name, never a list of
+    them all); any other value, a date outside 2000-01-01..2099-12-31 or a control
+    character is a message on the form.
     """
 
     class Meta:
@@ -285,42 +368,59 @@ class ReportFilterForm(ConsoleForm):
 
     date_from = DayField("From", validators=[Optional()])
     date_to = DayField("To", validators=[Optional()])
-    customer_id = _choose("Customer", "customer")
-    reseller_id = _choose("Reseller", "reseller")
+    customer_id = LookupField("Customer", model=Customer, what="customer",
+                              lookup_endpoint="transaction_report.lookup_customer")
+    reseller_id = LookupField("Reseller", model=Reseller, what="reseller",
+                              lookup_endpoint="transaction_report.lookup_reseller")
     kind = _choose("Kind", "kind", KIND_CHOICES)
     reason = _choose("Reason", "reason", REASON_CHOICES)
-    page = WholeNumberField("Page", maximum=MAX_REPORT_PAGE)
-
-    def offer(self) -> ReportFilterForm:
-        """Offer every customer and reseller, by name."""
-        self.customer_id.choices = [SelectChoice("", "All"), *(
-            SelectChoice(str(ident), name) for ident, name in db.session.execute(
-                select(Customer.id, Customer.company_name).order_by(Customer.company_name)))]
-        self.reseller_id.choices = [SelectChoice("", "All"), *(
-            SelectChoice(str(ident), name) for ident, name in db.session.execute(
-                select(Reseller.id, Reseller.company_name).order_by(Reseller.company_name)))]
-        return self
+    after = PositionField("After", widget=HiddenInput())
+    before = PositionField("Before", widget=HiddenInput())
 
     def filters(self) -> reports.ReportFilters:
         """The validated filters; raises the domain's refusal (e.g. start after end)."""
         return reports.ReportFilters(
             date_from=self.date_from.data, date_to=self.date_to.data,
-            customer_id=int(self.customer_id.data) if self.customer_id.data else None,
-            reseller_id=int(self.reseller_id.data) if self.reseller_id.data else None,
+            customer_id=self.customer_id.data, reseller_id=self.reseller_id.data,
             kind=TransactionKind(self.kind.data) if self.kind.data else None,
             reason=TransactionReason(self.reason.data) if self.reason.data else None)
 
+    def show_dates(self, filters: reports.ReportFilters) -> None:
+        """Fill the date fields with the range used (the defaults included)."""
+        for field, value in ((self.date_from, filters.date_from),
+                             (self.date_to, filters.date_to)):
+            field.data, field.raw_data = value, None
+
+
+class LookupQueryForm(ConsoleForm):
+    """What a type-ahead asks (select2's ``query``, ``offset`` and ``limit``)."""
+
+    class Meta:
+        csrf = False
+
+    query = StringField("Search", validators=[Length(max=200)])
+    offset = WholeNumberField("Offset", maximum=1_000)
+    limit = WholeNumberField("Limit", minimum=1, maximum=partners.MAX_LOOKUP, blank=10)
+
 
 class TransactionReportView(SecureBaseView):
-    """Transactions filtered by dates, customer, reseller, kind and reason; CSV export."""
+    """Transactions filtered by dates (at most a year: the current month unless chosen),
+    customer, reseller, kind and reason; totals per currency, pages by position, and a
+    CSV export of every matching row."""
 
-    def _read_filters(self) -> tuple[ReportFilterForm, reports.ReportFilters | None]:
-        """The form and its filters, or None (with the form's messages) when they are bad."""
-        form = ReportFilterForm(formdata=request.args).offer()
+    def _read_filters(self, *, bounded: bool
+                      ) -> tuple[ReportFilterForm, reports.ReportFilters | None]:
+        """The form and its filters (the page's within a year), or None with the form's
+        messages when they are bad."""
+        form = ReportFilterForm(formdata=request.args)
         if not form.validate():
             return form, None
         try:
-            return form, form.filters()
+            filters = form.filters()
+            if bounded:
+                filters = reports.within_a_year(filters, today())
+                form.show_dates(filters)
+            return form, filters
         except DomainError as exc:
             flash(str(exc), "error")
             return form, None
@@ -330,26 +430,55 @@ class TransactionReportView(SecureBaseView):
         context = {"form": form, "filters": filters, "can_export": self.can(
             Permission.REPORT_EXPORT)}
         if filters is None:
-            return self.render("finance/report.html", **context, args={}, totals=[], rows=[],
-                               page=0, has_next=False), 400
-        page = form.page.data or 0
-        rows = reports.report_page(filters, page=page, per_page=REPORT_PER_PAGE + 1)
-        return self.render(
-            "finance/report.html", **context, args=filters.as_args(),
-            totals=reports.report_totals(filters), rows=rows[:REPORT_PER_PAGE], page=page,
-            has_next=len(rows) > REPORT_PER_PAGE and page < MAX_REPORT_PAGE)
+            return self.render("finance/report.html", **context, args={}, totals=[],
+                               rows=None), 400
+        args = filters.as_args()
+
+        def fetch(condition, order_by, limit, _offset):
+            return reports.report_page(filters, where=condition, order_by=order_by,
+                                       limit=limit)
+
+        def address(**given) -> str:  # the filters as used (dates filled in), a position
+            values: dict[str, Any] = {**args, **{k: v for k, v in given.items()
+                                                 if k in ("after", "before")}}
+            return url_for(".index", **values)
+
+        rows = record_rows(fetch, REPORT_ORDER, prefix=None, size=REPORT_PER_PAGE,
+                           url=address, anchor="report-rows")
+        return self.render("finance/report.html", **context, args=args,
+                           totals=reports.report_totals(filters), rows=rows)
 
     @expose("/")
     def index(self):
-        return self._page(*self._read_filters())
+        return self._page(*self._read_filters(bounded=True))
+
+    @expose("/lookup/customer")
+    def lookup_customer(self):
+        """The type-ahead of the customer field: ``[[id, company name], ...]``."""
+        return self._lookup(Customer)
+
+    @expose("/lookup/reseller")
+    def lookup_reseller(self):
+        """The type-ahead of the reseller field."""
+        return self._lookup(Reseller)
+
+    def _lookup(self, model):
+        form = LookupQueryForm(formdata=request.args)
+        if not form.validate():
+            return jsonify(error="This look-up takes a search of at most 200 characters "
+                                 "and a page of at most 20."), 400
+        found = partners.find_companies(model, form.query.data or "", offset=form.offset.data,
+                                        limit=form.limit.data)
+        return jsonify([[ident, name] for ident, name in found])
 
     @expose("/export.csv")
     def export(self):
         """Every matching row as CSV, streamed: rows are fetched in batches, never all.
+        Any date range, every row (the page lists a year at most).
 
         Bad filters answer 400 with the report page and its messages, before any CSV."""
         self.require(Permission.REPORT_EXPORT)
-        form, filters = self._read_filters()
+        form, filters = self._read_filters(bounded=False)
         if filters is None:
             return self._page(form, None)
         chunks = reports.stream_csv(filters)
@@ -484,7 +613,9 @@ class TransactionView(ReadOnlyModelView):
                            "actor")
     column_filters = ("kind", "reason", "currency", "created_at", "customer.company_name")
     column_searchable_list = ("customer.company_name",)
+    column_sortable_list = ("id", "created_at")
     column_default_sort = ("created_at", True)
+    column_list_loads = ("subscription.product",)
     column_formatters = {
         "amount": money_column(),
         "customer": link_formatter("customer"),
@@ -522,7 +653,9 @@ class InvoiceView(ReadOnlyModelView):
     column_details_list = ("number", "kind", "order", "customer", "period_start", "billing",
                            "currency", "total", "lines", "issued_at")
     column_searchable_list = ("number",)
+    column_exact_search = ("number",)
     column_filters = ("kind", "currency", "issued_at", "period_start")
+    column_sortable_list = ("number", "issued_at")
     column_default_sort = ("issued_at", True)
     column_formatters = {
         "number": _printable_invoice_link,

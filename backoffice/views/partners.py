@@ -14,6 +14,7 @@ from flask_admin import expose
 from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from wtforms import (
     BooleanField,
     EmailField,
@@ -55,11 +56,21 @@ from .base import (
     link_formatter,
     links_formatter,
 )
-from .finance import customer_transactions_url
+from .finance import customer_transactions_url, transaction_rows
 from .forms import MAX_ROW_ID, ConsoleForm, DayField, ReviewForm, quantities, quantity_form
+from .paging import SortKey, capped_count, record_rows
 from .review import Operation, review_confirm
 
 CATEGORY = "Partners"
+
+#: the tabs of a customer's page
+CUSTOMER_TABS = ("details", "subscriptions", "transactions")
+#: a customer's subscriptions: oldest first, 50 a page, each with product and inventory
+SUBSCRIPTIONS_BY_ID = SortKey.of("id", Subscription.id, Subscription.id, False)
+SUBSCRIPTION_LOADS = (
+    selectinload(Subscription.product),
+    selectinload(Subscription.inventory).selectinload(Inventory.certificate_type),
+)
 
 #: an id in a page's URL: a whole number an id column can hold, so a larger one is a 404
 #: rather than a database error
@@ -138,6 +149,7 @@ class ResellerView(DomainModelView):
                            "status_changed_by", "status_changed_at", "customers", "created_at")
     column_searchable_list = ("company_name", "city")
     column_filters = ("status", "country", "created_at")
+    column_sortable_list = ("id", "company_name")
     column_formatters = {"customers": links_formatter("customer")}
     column_labels = {"status_reason": "Reason"}
     details_template = "partners/reseller_details.html"
@@ -286,6 +298,7 @@ class CustomerView(DomainModelView):
     column_searchable_list = ("company_name", "customer_admin_email", "city")
     column_filters = ("administrative_responsibility", "country", "currency",
                       "reseller.company_name", "created_at")
+    column_sortable_list = ("id", "company_name")
     column_formatters = {
         "reseller": link_formatter("reseller"),
         "admins": lambda v, c, m, n: ", ".join(a.email for a in m.admins),
@@ -317,13 +330,21 @@ class CustomerView(DomainModelView):
     def render(self, template, **kwargs):
         if template == self.details_template and "model" in kwargs:
             customer = kwargs["model"]
-            kwargs["subscriptions"] = customer.subscriptions
-            kwargs["transactions"] = db.session.scalars(
-                select(Transaction).where(Transaction.customer_id == customer.id)
-                .order_by(Transaction.created_at.desc(), Transaction.id.desc()).limit(50)
-            ).all()
+            tab = request.args.get("tab")
+            kwargs["active_tab"] = tab if tab in CUSTOMER_TABS else "details"
+            subscriptions = select(Subscription).where(Subscription.customer_id == customer.id)
+            kwargs["subscription_count"] = capped_count(subscriptions, Subscription.id)
+            kwargs["subscriptions"] = record_rows(
+                subscriptions.options(*SUBSCRIPTION_LOADS), SUBSCRIPTIONS_BY_ID,
+                prefix="subscriptions", url=self._details_page, tab="subscriptions")
+            kwargs["transactions"] = transaction_rows(
+                Transaction.customer_id == customer.id, url=self._details_page,
+                tab="transactions")
             kwargs["transactions_url"] = customer_transactions_url(customer.id)
         return super().render(template, **kwargs)
+
+    def _details_page(self, **args) -> str:
+        return self.get_url(".details_view", **args)
 
     @expose(f"/subscribe/<{ID}:customer_id>/", methods=("GET", "POST"))
     def subscribe_view(self, customer_id):
@@ -377,6 +398,7 @@ def _chosen(products, raw: str | None):
 class CustomerAdminView(DataTableView):
     column_list = ("id", "email", "customer", "created_at")
     column_searchable_list = ("email",)
+    column_sortable_list = ("id", "email")
     column_formatters = {"customer": link_formatter("customer")}
 
 
@@ -391,17 +413,22 @@ class SubscriptionView(ReadOnlyModelView):
     column_filters = ("status", "auto_renew", "term_months", "end_date", "start_date",
                       "product.name", "customer.company_name")
     column_searchable_list = ("customer.company_name",)
+    column_sortable_list = ("id", "end_date")
     column_formatters = {"customer": link_formatter("customer")}
     column_labels = {"term_months": "Term (months)", "start_date": "Term start",
                      "end_date": "Term end (exclusive)"}
     details_template = "partners/subscription_details.html"
 
+    column_details_loads = ("product", "customer.reseller", "inventory.certificate_type",
+                            "terms")
+
     def render(self, template, **kwargs):
         if template == self.details_template and "model" in kwargs:
             subscription = kwargs["model"]
-            kwargs["transactions"] = db.session.scalars(
-                select(Transaction).where(Transaction.subscription_id == subscription.id)
-                .order_by(Transaction.created_at.desc(), Transaction.id.desc())).all()
+            kwargs["transactions"] = transaction_rows(
+                Transaction.subscription_id == subscription.id,
+                url=lambda **args: self.get_url(".details_view", **args),
+                anchor="transactions")
             kwargs["can_write"] = self.can(Permission.PARTNER_WRITE)
         return super().render(template, **kwargs)
 
@@ -512,6 +539,7 @@ class SubscriptionView(ReadOnlyModelView):
 class InventoryView(DataTableView):
     column_list = ("id", "subscription", "certificate_type", "quantity", "renewal_quantity")
     column_filters = ("certificate_type.code",)
+    column_list_loads = ("subscription.product",)
     column_formatters = {"subscription": link_formatter("subscription")}
     column_labels = {"quantity": "Current inventory", "renewal_quantity": "Renewal inventory"}
 
@@ -519,6 +547,7 @@ class InventoryView(DataTableView):
 class SubscriptionTermView(DataTableView):
     column_list = ("id", "subscription", "start_date", "end_date", "created_at")
     column_filters = ("start_date", "end_date")
+    column_list_loads = ("subscription.product",)
     column_formatters = {"subscription": link_formatter("subscription")}
 
 
