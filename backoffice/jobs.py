@@ -92,8 +92,10 @@ def ledger_check() -> dict:
 
 
 def renew_subscriptions() -> dict:
-    """The renewal job: renew or expire every subscription whose term has ended."""
-    return renewals.renew_due_subscriptions(progress=_progress.get())
+    """The renewal job: renew or expire every subscription whose term has ended, a chunk
+    of RENEWAL_CHUNK_SIZE subscriptions per transaction."""
+    return renewals.renew_due_subscriptions(
+        progress=_progress.get(), chunk_size=int(current_app.config["RENEWAL_CHUNK_SIZE"]))
 
 
 def previous_month(as_of: date) -> date:
