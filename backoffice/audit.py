@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event, select
 
@@ -76,8 +76,8 @@ def record(
     """
     db.session.flush()  # the target needs its id
     seq = next_value("audit")
-    row = _event(seq, utcnow(), actor, actor_label, Entry(
-        action, type(target).__name__, str(getattr(target, "id", target)), details or {}))
+    row = AuditEvent(**_fields(seq, utcnow(), actor, actor_label, Entry(
+        action, type(target).__name__, str(getattr(target, "id", target)), details or {})))
     _link([row], _hash_before(seq))
     db.session.add(row)
     db.session.flush()
@@ -111,26 +111,42 @@ def record_many(actor: StaffUser | None, entries: Sequence[Entry], *,
     db.session.flush()
     first = reserve_block("audit", len(entries))
     now = utcnow()
-    rows = [_event(first + offset, now, actor, actor_label, entry)
+    # Plain rows, not ORM objects: a chunk's thousand events are hashed, then inserted.
+    rows = [_PendingEvent(**_fields(first + offset, now, actor, actor_label, entry))
             for offset, entry in enumerate(entries)]
-    _link(rows, _hash_before(first))
-    columns = [column.key for column in AuditEvent.__table__.columns if column.key != "id"]
-    insert_rows(AuditEvent, [{key: getattr(row, key) for key in columns} for row in rows])
+    _link(cast(list[AuditEvent], rows), _hash_before(first))
+    insert_rows(AuditEvent, [vars(row) for row in rows])
 
 
-def _event(seq: int, at: datetime, actor: StaffUser | None, actor_label: str | None,
-           entry: Entry) -> AuditEvent:
-    """An unlinked event (no hashes yet): its number, time, who and what."""
-    return AuditEvent(
-        seq=seq,
-        created_at=at,
-        actor_id=actor.id if actor is not None else None,
-        actor_label=actor_label or (actor.email if actor is not None else "system"),
-        action=entry.action,
-        target_type=entry.target_type,
-        target_id=entry.target_id,
-        details=_jsonable(entry.details),
-    )
+@dataclass
+class _PendingEvent:
+    """An event of a batch before its INSERT: the columns ``compute_hash`` reads."""
+
+    seq: int
+    created_at: datetime
+    actor_id: int | None
+    actor_label: str
+    action: str
+    target_type: str
+    target_id: str
+    details: Any
+    prev_hash: str = ""
+    hash: str = ""
+
+
+def _fields(seq: int, at: datetime, actor: StaffUser | None, actor_label: str | None,
+            entry: Entry) -> dict[str, Any]:
+    """An unlinked event's columns (no hashes yet): its number, time, who and what."""
+    return {
+        "seq": seq,
+        "created_at": at,
+        "actor_id": actor.id if actor is not None else None,
+        "actor_label": actor_label or (actor.email if actor is not None else "system"),
+        "action": entry.action,
+        "target_type": entry.target_type,
+        "target_id": entry.target_id,
+        "details": _jsonable(entry.details),
+    }
 
 
 def _hash_before(seq: int) -> str:

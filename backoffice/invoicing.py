@@ -303,7 +303,7 @@ def _issue_chunk(month: date, after: int, limit: int, actor) -> _Chunk | None:
                                 head.reseller_name or ""),
             "currency": head.currency, "total": sum(row.amount for row in rows),
             "issued_at": issued_at})
-    invoice_ids = insert_rows(Invoice, invoices)
+    invoice_ids = insert_rows(Invoice, invoices, key=("customer_id",))
     invoice_lines = []
     marks = []
     for invoice_id, rows in zip(invoice_ids, by_customer.values(), strict=True):

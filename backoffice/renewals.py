@@ -22,12 +22,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache, partial
+from typing import NamedTuple
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, clock, outbox
-from .bulk import insert_rows
+from .bulk import id_in, insert_rows
 from .extensions import db
 from .models import (
     CertificateType,
@@ -121,8 +123,7 @@ class _Due:
         self.ended_on = self.end_date
 
 
-@dataclass(frozen=True)
-class _InventoryRow:
+class _InventoryRow(NamedTuple):
     """A locked inventory row and its certificate type."""
 
     id: int
@@ -153,15 +154,16 @@ class _Run:
             db.session.commit()
         except Exception as exc:
             db.session.rollback()
-            if len(chunk) > 1:
-                log.warning("renewal chunk of %s subscriptions (ids %s-%s) rolled back (%s); "
-                            "doing them one by one", len(todo), todo[0].id, todo[-1].id,
-                            exc.__class__.__name__)
-            for due in todo:
-                self.item(due.id)
+            failure = exc.__class__.__name__
+        else:
+            for outcome, terms in outcomes:
+                self.tally(outcome, terms)
             return
-        for outcome, terms in outcomes:
-            self.tally(outcome, terms)
+        if len(todo) > 1:
+            log.warning("renewal chunk of %s subscriptions (ids %s-%s) rolled back (%s); "
+                        "doing them one by one", len(todo), todo[0].id, todo[-1].id, failure)
+        for due in todo:
+            self.item(due.id)
 
     def item(self, subscription_id: int) -> None:
         """One subscription in its own transaction (after its chunk failed)."""
@@ -226,32 +228,37 @@ def _lock_due(as_of: date, *, after: int = 0, limit: int = 1, wait: bool,
 
 def _locked_inventory(ids: Sequence[int]) -> dict[int, list[_InventoryRow]]:
     """The chunk's inventory rows, locked, by subscription (in id order)."""
-    rows: dict[int, list[_InventoryRow]] = {}
-    for row in db.session.execute(
-        select(Inventory.id, Inventory.subscription_id, CertificateType,
+    rows = db.session.execute(
+        select(Inventory.id, Inventory.subscription_id, Inventory.certificate_type_id,
                Inventory.renewal_quantity)
-        .join(CertificateType, CertificateType.id == Inventory.certificate_type_id)
-        .where(Inventory.subscription_id.in_(ids))  # bounded by the chunk size
+        .where(id_in(Inventory.subscription_id, ids))
         .order_by(Inventory.subscription_id, Inventory.id)
-        .with_for_update(of=Inventory)
-        .execution_options(populate_existing=True)
-    ):
-        rows.setdefault(row.subscription_id, []).append(_InventoryRow(*row))
-    return rows
+        .with_for_update()
+    ).all()
+    types = {cert.id: cert for cert in db.session.scalars(
+        select(CertificateType).where(CertificateType.id.in_({row[2] for row in rows}))
+        .execution_options(populate_existing=True))}  # the catalog: a handful of types
+    by_subscription: dict[int, list[_InventoryRow]] = {}
+    for row_id, subscription_id, type_id, renewal_quantity in rows:
+        by_subscription.setdefault(subscription_id, []).append(
+            _InventoryRow(row_id, subscription_id, types[type_id], renewal_quantity))
+    return by_subscription
 
 
 def _block_reason(status: SubscriptionStatus, auto_renew: bool,
-                  reseller_status: ResellerStatus | None, renewal_total: int) -> str | None:
-    """The rule of :func:`renewal_blocker`, on plain values."""
+                  reseller_status: Callable[[], ResellerStatus | None],
+                  renewal_total: Callable[[], int]) -> str | None:
+    """The rule of :func:`renewal_blocker`, on plain values; the reseller's status and the
+    renewal inventory's total are asked for only when the checks get that far."""
     if status == SubscriptionStatus.SUSPENDED:
         return "suspended"
     if status != SubscriptionStatus.ACTIVE:
         return status.value
     if not auto_renew:
         return "auto-renew off"
-    if reseller_status == ResellerStatus.DISABLED:
+    if reseller_status() == ResellerStatus.DISABLED:
         return "reseller disabled"
-    if renewal_total <= 0:
+    if renewal_total() <= 0:
         return "renewal inventory is zero"
     return None
 
@@ -264,12 +271,18 @@ def renewal_blocker(subscription: Subscription, rows: list[Inventory] | None = N
     ``renewal_total``, when given, stands for the rows' total renewal inventory (a review
     of new renewal quantities asks with the quantities it would set).
     """
-    if renewal_total is None:
-        rows = subscription.inventory if rows is None else rows
-        renewal_total = sum(row.renewal_quantity for row in rows)
-    reseller = subscription.customer.reseller
-    return _block_reason(subscription.status, subscription.auto_renew,
-                         reseller.status if reseller is not None else None, renewal_total)
+    def total() -> int:
+        if renewal_total is not None:
+            return renewal_total
+        return sum(row.renewal_quantity
+                   for row in (subscription.inventory if rows is None else rows))
+
+    def reseller_status() -> ResellerStatus | None:
+        reseller = subscription.customer.reseller
+        return reseller.status if reseller is not None else None
+
+    return _block_reason(subscription.status, subscription.auto_renew, reseller_status,
+                         total)
 
 
 def _process(chunk: list[_Due], as_of: date) -> list[tuple[str, int]]:
@@ -285,8 +298,9 @@ def _process(chunk: list[_Due], as_of: date) -> list[tuple[str, int]]:
     renewing: list[_Due] = []
     for due in chunk:
         rows = inventory.get(due.id, [])
-        blocker = _block_reason(due.status, due.auto_renew, due.reseller_status,
-                                sum(row.renewal_quantity for row in rows))
+        blocker = _block_reason(
+            due.status, due.auto_renew, partial(getattr, due, "reseller_status"),
+            partial(sum, [row.renewal_quantity for row in rows]))
         if blocker is not None:
             expired.append((due, blocker))
             outcomes.append(("expired", 0))
@@ -319,14 +333,39 @@ def _process(chunk: list[_Due], as_of: date) -> list[tuple[str, int]]:
 def _renew_one_term(subscription: _Due, rows: list[_InventoryRow]) -> None:
     """Plan the next term from the old end date: its dates and its full-term lines."""
     start = subscription.end_date
-    end = term_end(start, subscription.term_months)
+    end = _term_end(start, subscription.term_months)
     subscription.terms.append(_Term(start, end, [
-        (row, price_line(row.certificate_type, row.renewal_quantity,
-                         term_months=subscription.term_months, start_date=start,
-                         end_date=end, as_of=start))
+        (row, _full_term_price(row.certificate_type, row.renewal_quantity,
+                               subscription.term_months, start, end))
         for row in rows if row.renewal_quantity > 0
     ]))
     subscription.start_date, subscription.end_date = start, end
+
+
+@lru_cache(maxsize=4096)
+def _term_end(start: date, term_months: int) -> date:
+    return term_end(start, term_months)
+
+
+def _full_term_price(cert_type: CertificateType, quantity: int, term_months: int,
+                     start: date, end: date) -> QuoteLine:
+    """``price_line`` for a whole term. The same type, quantity and dates recur across a
+    chunk, so each is priced once (by value: a changed price is priced anew)."""
+    return _priced(cert_type.code, cert_type.name, cert_type.yearly_price, quantity,
+                   term_months, start, end)
+
+
+class _Type(NamedTuple):
+    code: str
+    name: str
+    yearly_price: int
+
+
+@lru_cache(maxsize=65536)
+def _priced(code: str, name: str, yearly_price: int, quantity: int, term_months: int,
+            start: date, end: date) -> QuoteLine:
+    return price_line(_Type(code, name, yearly_price), quantity, term_months=term_months,
+                      start_date=start, end_date=end, as_of=start)
 
 
 def _write(expired: list[tuple[_Due, str]], renewing: list[_Due]) -> None:
@@ -337,7 +376,7 @@ def _write(expired: list[tuple[_Due, str]], renewing: list[_Due]) -> None:
     unsynced = {"synchronize_session": False}  # the chunk's rows are not in the session
     if expired:
         db.session.execute(
-            update(Subscription).where(Subscription.id.in_([due.id for due, _ in expired]))
+            update(Subscription).where(id_in(Subscription.id, [due.id for due, _ in expired]))
             .values(status=SubscriptionStatus.EXPIRED).execution_options(**unsynced))
     terms = [(due, term) for due in renewing for term in due.terms]
     if not terms:
@@ -352,7 +391,7 @@ def _write(expired: list[tuple[_Due, str]], renewing: list[_Due]) -> None:
          "amount": sum(line.amount for _row, line in term.lines),
          "currency": due.currency, "actor_id": None,
          "created_at": datetime.combine(term.start, time(0), tzinfo=UTC)}
-        for due, term in terms])
+        for due, term in terms], key=("subscription_id", "created_at"))
     for charge_id, (_due, term) in zip(charge_ids, terms, strict=True):
         term.charge_id = charge_id
     insert_rows(TransactionLine, [
@@ -365,14 +404,17 @@ def _write(expired: list[tuple[_Due, str]], renewing: list[_Due]) -> None:
     # Current inventory := renewal inventory; each subscription moves to its last term,
     # the one with the latest start just written (terms never overlap).
     db.session.execute(
-        update(Inventory).where(Inventory.subscription_id.in_(renewed))
+        update(Inventory).where(id_in(Inventory.subscription_id, renewed))
         .values(quantity=Inventory.renewal_quantity).execution_options(**unsynced))
-    latest = {
-        name: select(func.max(getattr(SubscriptionTerm, name)))
-        .where(SubscriptionTerm.subscription_id == Subscription.id).scalar_subquery()
-        for name in ("start_date", "end_date")}
+    latest = (
+        select(SubscriptionTerm.subscription_id,
+               func.max(SubscriptionTerm.start_date).label("start_date"),
+               func.max(SubscriptionTerm.end_date).label("end_date"))
+        .where(id_in(SubscriptionTerm.subscription_id, renewed))
+        .group_by(SubscriptionTerm.subscription_id).subquery())
     db.session.execute(
-        update(Subscription).where(Subscription.id.in_(renewed)).values(**latest)
+        update(Subscription).where(Subscription.id == latest.c.subscription_id)
+        .values(start_date=latest.c.start_date, end_date=latest.c.end_date)
         .execution_options(**unsynced))
 
 
