@@ -355,3 +355,24 @@ def test_the_monthly_invoices_page_shows_a_sample_and_totals_without_a_list_of_i
     html = client.get("/admin/billing/monthly-invoices/?month=2026-11").get_data(as_text=True)
     assert "Nothing to invoice for this month." in html
     assert "The first 100 of 150 invoices" in html
+
+
+def test_a_charge_backdated_into_an_invoiced_month_waits_for_the_next_month(ctx):
+    customers = _november_customers(3)
+    with time_machine.travel(DEC_1, tick=False):
+        assert sum(invoicing.issue_in_chunks(month=NOVEMBER, chunk_size=2)) == 3
+        db.session.commit()
+        # A renewal catching up writes a charge dated in November, after its invoice.
+        subscription_id = db.session.scalar(select(Subscription.id).where(
+            Subscription.customer_id == customers[1]))
+        db.session.execute(insert(Transaction).values(
+            customer_id=customers[1], subscription_id=subscription_id,
+            kind=TransactionKind.CHARGE, reason=TransactionReason.RENEWAL, amount=500,
+            currency="USD", created_at=datetime(2026, 11, 20, tzinfo=UTC)))
+        db.session.commit()
+        assert invoicing.pending_monthly_invoices(month=NOVEMBER) == []
+        assert sum(invoicing.issue_in_chunks(month=NOVEMBER, chunk_size=2)) == 0
+        assert invoicing.issue_monthly_invoices(month=NOVEMBER) == []
+    with time_machine.travel(datetime(2027, 1, 1, 3, tzinfo=UTC), tick=False):
+        [december] = invoicing.issue_monthly_invoices(month=date(2026, 12, 1))
+    assert (december.customer_id, december.total) == (customers[1], 500)
