@@ -6,8 +6,10 @@
 The database named by BENCH_DATABASE_URL is emptied, migrated and seeded with set-based
 SQL: CUSTOMERS partner customers and SUBSCRIPTIONS monthly auto-renewing subscriptions
 (spread evenly over the customers, two certificate types each) that all end on
-2026-02-01. Then, in this order:
+2026-02-01, and BASELINE more that end a day earlier. Then, in this order:
 
+0. the baseline: the BASELINE subscriptions renewed one per transaction (chunks of 1,
+   close to how renewal worked before chunks), to show what chunking buys;
 1. the renewal floor: the same writes as the renewal job (terms, charges, lines,
    inventory, subscription dates, audit events and the counter) as one bare set-based
    INSERT/UPDATE per table, rolled back;
@@ -15,8 +17,9 @@ SQL: CUSTOMERS partner customers and SUBSCRIPTIONS monthly auto-renewing subscri
    checked: each subscription renewed exactly once, the audit chain whole;
 3. the invoicing floor: February's invoices, their lines, the transactions' invoice ids
    and the events as bare set-based statements, rolled back;
-4. the invoicing job's loop (``invoicing.issue_in_chunks``, a commit per chunk), timed,
-   with the process's memory sampled after every chunk, then checked.
+4. BASELINE customers invoiced one per transaction (chunks of 1), then the rest by the
+   invoicing job's loop (``invoicing.issue_in_chunks``, a commit per chunk), timed, with
+   the process's memory sampled after every chunk, then checked.
 
 Figures are rates and ratios against the floor of the same run, so they compare across
 machines and loads; the absolute rates are what the targets (renewal >= 2,000
@@ -45,6 +48,8 @@ from backoffice.audit import verify_chain  # noqa: E402
 from backoffice.extensions import db  # noqa: E402
 
 DUE = date(2026, 2, 1)
+#: the baseline's subscriptions end a day earlier, so they can be renewed on their own
+BASELINE_DUE = date(2026, 1, 31)
 MONTH = date(2026, 2, 1)  # the renewal charges are dated 2026-02-01 00:00 UTC
 MONTH_END = "2026-03-01 00:00:00+00"
 
@@ -74,7 +79,7 @@ def reset(url: str) -> None:
     engine.dispose()
 
 
-def seed(customers: int, subscriptions_count: int) -> float:
+def seed(customers: int, subscriptions_count: int, baseline: int) -> float:
     """The catalog through the domain, the rest by INSERT ... SELECT generate_series."""
     started = time.perf_counter()
     for code, name, price in (("DV", "Domain Validated", 5000),
@@ -93,10 +98,13 @@ def seed(customers: int, subscriptions_count: int) -> float:
     execute(sa.text("""
         INSERT INTO subscription (customer_id, product_id, term_months, start_date, end_date,
                                   auto_renew, status, created_at)
-        SELECT first.id + (g - 1) % :customers, :product, 1, DATE '2026-01-01', :due, true,
-               'active', now()
-        FROM generate_series(1, :n) AS g, (SELECT min(id) AS id FROM customer) AS first"""),
-        {"n": subscriptions_count, "customers": customers, "product": product.id, "due": DUE})
+        SELECT first.id + (g - 1) % :customers, :product, 1, DATE '2026-01-01',
+               CASE WHEN g <= :n THEN CAST(:due AS date) ELSE CAST(:baseline_due AS date) END,
+               true, 'active', now()
+        FROM generate_series(1, :n + :baseline) AS g,
+             (SELECT min(id) AS id FROM customer) AS first"""),
+        {"n": subscriptions_count, "baseline": baseline, "customers": customers,
+         "product": product.id, "due": DUE, "baseline_due": BASELINE_DUE})
     execute(sa.text("""
         INSERT INTO inventory (subscription_id, certificate_type_id, quantity, renewal_quantity)
         SELECT s.id, t.id, 1 + s.id % 3, 1 + (s.id + t.id) % 3
@@ -244,11 +252,20 @@ def line(label: str, items: int, unit: str, seconds: float, floor: float) -> str
             f"{floor:6.1f} s = {floor_rate:>8,.0f}/s | job/floor {rate / floor_rate:5.2f}")
 
 
+def baseline_line(items: int, seconds: float, chunked_rate: float) -> str:
+    rate = items / seconds
+    return (f"           one per transaction (chunks of 1): {items:,} in {seconds:.1f} s = "
+            f"{rate:,.0f}/s; chunked is {chunked_rate / rate:.1f} times as fast")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscriptions", type=int, default=100_000)
     parser.add_argument("--customers", type=int, default=50_000)
     parser.add_argument("--chunk", type=int, default=renewals.CHUNK_SIZE)
+    parser.add_argument("--baseline", type=int, default=1000,
+                        help="subscriptions and customers done one per transaction first "
+                             "(chunks of 1), for comparison")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip walking the whole audit chain at the end")
     args = parser.parse_args()
@@ -264,34 +281,51 @@ def main() -> int:
     problems = []
     with app.app_context():
         upgrade()
+        seconds = seed(args.customers, args.subscriptions, args.baseline)
         print(f"seeded {args.customers:,} customers, {args.subscriptions:,} due subscriptions "
-              f"in {seed(args.customers, args.subscriptions):.1f} s (set-based SQL)")
+              f"(and {args.baseline:,} for the baseline) in {seconds:.1f} s (set-based SQL)")
         counter = Statements(db.engine)
         chunks = -(-args.subscriptions // args.chunk)
 
+        started = time.perf_counter()
+        one_by_one = renewals.renew_due_subscriptions(today=BASELINE_DUE, chunk_size=1)
+        baseline = time.perf_counter() - started
+        if one_by_one["renewed"] != args.baseline:
+            problems.append(f"baseline renewal: {one_by_one}")
         floor = renewal_floor()
         seconds, counts, sent = run_renewal(args.chunk, args.subscriptions, counter)
         print(line("renewal", args.subscriptions, "subscriptions", seconds, floor))
         print(f"           {counts}; {sent:,} statements, {sent / chunks:.1f} per chunk "
               f"of {args.chunk}")
+        print(baseline_line(args.baseline, baseline, args.subscriptions / seconds))
         renewed = db.session.execute(sa.text("""
             SELECT count(*), count(DISTINCT subscription_id) FROM "transaction"
             WHERE reason = 'renewal'""")).one()
-        if counts["renewed"] != args.subscriptions or tuple(renewed) != (
-                args.subscriptions, args.subscriptions):
+        everyone = args.subscriptions + args.baseline
+        if counts["renewed"] != args.subscriptions or tuple(renewed) != (everyone, everyone):
             problems.append(f"renewal: {counts}, charges and subscriptions charged {renewed}")
 
         floor = invoicing_floor()
+        started = time.perf_counter()
+        first = 0
+        for count in invoicing.issue_in_chunks(month=MONTH, chunk_size=1):
+            db.session.commit()
+            first += count
+            if first >= args.baseline:
+                break
+        baseline = time.perf_counter() - started
+        rest = args.customers - first
         seconds, issued, memory, sent = run_invoicing(args.chunk, counter)
-        print(line("invoicing", args.customers, "customers", seconds, floor))
+        print(line("invoicing", rest, "customers", seconds, floor * rest / args.customers))
         tenth = memory[max(0, len(memory) // 10 - 1)]
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"           {issued:,} invoices; {sent:,} statements, "
               f"{sent / max(1, len(memory)):.1f} per chunk of {args.chunk}; RSS after "
               f"chunk 1 {memory[0]:.0f} MB, after 10% {tenth:.0f} MB, at the end "
               f"{memory[-1]:.0f} MB (peak {peak:.0f} MB)")
-        if issued != args.customers:
-            problems.append(f"invoicing issued {issued} of {args.customers}")
+        print(baseline_line(first, baseline, rest / seconds))
+        if issued != rest:
+            problems.append(f"invoicing issued {issued} of {rest}")
         if memory[-1] - tenth > 50:
             problems.append(f"memory grew by {memory[-1] - tenth:.0f} MB while invoicing")
         if not args.no_verify:
