@@ -72,8 +72,7 @@ def _insert_json(table, rows: Sequence[dict], key: Sequence[str]) -> Sequence[An
     """
     dialect = db.session.get_bind().dialect
     names = list(rows[0])
-    document = json.dumps([{name: row[name] for name in names} for row in rows],
-                          default=_plain, separators=(",", ":"))
+    document = json.dumps(list(rows), default=_plain, separators=(",", ":"))
     quote = dialect.identifier_preparer.quote
     columns = ", ".join(quote(name) for name in names)
     returning = ", ".join(quote(name) for name in ("id", *key))

@@ -404,7 +404,8 @@ def _write(expired: list[tuple[_Due, str]], renewing: list[_Due]) -> None:
     # Current inventory := renewal inventory; each subscription moves to its last term,
     # the one with the latest start just written (terms never overlap).
     db.session.execute(
-        update(Inventory).where(id_in(Inventory.subscription_id, renewed))
+        update(Inventory).where(id_in(Inventory.subscription_id, renewed),
+                                Inventory.quantity != Inventory.renewal_quantity)
         .values(quantity=Inventory.renewal_quantity).execution_options(**unsynced))
     latest = (
         select(SubscriptionTerm.subscription_id,
