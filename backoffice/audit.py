@@ -27,8 +27,13 @@ from .numbering import next_value, reserve_block
 GENESIS_HASH = "0" * 64
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
     """Turn details into plain JSON values (dates as ISO strings, enums as values)."""
+    if type(value) in _PLAIN:  # the most common case first: a batch has many values
+        return value
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
@@ -112,26 +117,18 @@ def record_many(actor: StaffUser | None, entries: Sequence[Entry], *,
     first = reserve_block("audit", len(entries))
     now = utcnow()
     # Plain rows, not ORM objects: a chunk's thousand events are hashed, then inserted.
-    rows = [_PendingEvent(**_fields(first + offset, now, actor, actor_label, entry))
+    rows = [_PendingEvent(_fields(first + offset, now, actor, actor_label, entry))
             for offset, entry in enumerate(entries)]
     _link(cast(list[AuditEvent], rows), _hash_before(first))
-    insert_rows(AuditEvent, [vars(row) for row in rows])
+    insert_rows(AuditEvent, rows)
 
 
-@dataclass
-class _PendingEvent:
-    """An event of a batch before its INSERT: the columns ``compute_hash`` reads."""
+class _PendingEvent(dict):
+    """An event of a batch before its INSERT: its columns by name, which are also its
+    attributes, as ``compute_hash`` reads them."""
 
-    seq: int
-    created_at: datetime
-    actor_id: int | None
-    actor_label: str
-    action: str
-    target_type: str
-    target_id: str
-    details: Any
-    prev_hash: str = ""
-    hash: str = ""
+    __getattr__ = dict.__getitem__
+    __setattr__ = dict.__setitem__
 
 
 def _fields(seq: int, at: datetime, actor: StaffUser | None, actor_label: str | None,
