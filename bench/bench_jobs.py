@@ -302,10 +302,13 @@ def main() -> int:
         if one_by_one["renewed"] != args.baseline:
             problems.append(f"baseline renewal: {one_by_one}")
         floor = renewal_floor()
+        cpu = time.process_time()
         seconds, counts, sent = run_renewal(args.chunk, args.subscriptions, counter)
+        cpu = time.process_time() - cpu
         print(line("renewal", args.subscriptions, "subscriptions", seconds, floor))
         print(f"           {counts}; {sent:,} statements, {sent / chunks:.1f} per chunk "
-              f"of {args.chunk}")
+              f"of {args.chunk}; {cpu:.1f} s of this process's CPU "
+              f"({args.subscriptions / cpu:,.0f}/s), the rest is the database and waiting")
         print(baseline_line(args.baseline, baseline, args.subscriptions / seconds))
         renewed = db.session.execute(sa.text("""
             SELECT count(*), count(DISTINCT subscription_id) FROM "transaction"
@@ -324,8 +327,11 @@ def main() -> int:
                 break
         baseline = time.perf_counter() - started
         rest = args.customers - first
+        cpu = time.process_time()
         seconds, issued, memory, sent = run_invoicing(args.chunk, counter)
+        cpu = time.process_time() - cpu
         print(line("invoicing", rest, "customers", seconds, floor * rest / args.customers))
+        print(f"           {cpu:.1f} s of this process's CPU ({rest / cpu:,.0f}/s)")
         tenth = memory[max(0, len(memory) // 10 - 1)]
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"           {issued:,} invoices; {sent:,} statements, "
