@@ -8,7 +8,8 @@ a removed tail or a chain rewritten from some point on is found too; ``verify_ch
 reports where. The database refuses UPDATE, DELETE and TRUNCATE on both tables
 (migration 0005), and the ORM refuses them before they are sent.
 Events are written in the caller's transaction: a change and its audit event commit
-or roll back together.
+or roll back together. ``record`` writes one event; ``record_many`` writes a batch (a job's
+chunk) with one reservation of consecutive sequence numbers and one INSERT.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event, select
 
+from .bulk import insert_rows
 from .clock import utcnow
 from .extensions import db
 from .models import AuditCheckpoint, AuditEvent, StaffUser
-from .numbering import next_value
+from .numbering import next_value, reserve_block
 
 GENESIS_HASH = "0" * 64
 #: the action of the event a checkpoint writes into the log
@@ -54,8 +56,13 @@ def _key() -> bytes:
     return key.encode() if isinstance(key, str) else key
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
     """Turn details into plain JSON values (dates as ISO strings, enums as values)."""
+    if type(value) in _PLAIN:  # the most common case first: a batch has many values
+        return value
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
@@ -110,21 +117,9 @@ def record(
     """
     db.session.flush()  # the target needs its id
     seq = next_value("audit")
-    previous = db.session.execute(
-        select(AuditEvent.hash).where(AuditEvent.seq == seq - 1)
-    ).scalar_one_or_none()
-    row = AuditEvent(
-        seq=seq,
-        created_at=utcnow(),
-        actor_id=actor.id if actor is not None else None,
-        actor_label=actor_label or (actor.email if actor is not None else "system"),
-        action=action,
-        target_type=type(target).__name__,
-        target_id=str(getattr(target, "id", target)),
-        details=_jsonable(details or {}),
-        prev_hash=previous or GENESIS_HASH,
-    )
-    row.hash = compute_hash(row)
+    row = AuditEvent(**_fields(seq, utcnow(), actor, actor_label, Entry(
+        action, type(target).__name__, str(getattr(target, "id", target)), details or {})))
+    _link([row], _hash_before(seq))
     db.session.add(row)
     db.session.flush()
     return row
@@ -155,6 +150,79 @@ def last_checkpoint() -> AuditCheckpoint | None:
     """The checkpoint written last, if any."""
     return db.session.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc())
                              .limit(1))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event of a batch for :func:`record_many`: what was done to which row."""
+
+    action: str
+    #: the model's class name and the row's id, as ``record`` takes them from an instance
+    target_type: str
+    target_id: str
+    details: dict
+
+
+def record_many(actor: StaffUser | None, entries: Sequence[Entry], *,
+                actor_label: str | None = None) -> None:
+    """Write a batch of audit events in the current transaction, in the order given.
+
+    The batch reserves its block of consecutive sequence numbers with one counter update,
+    which locks the audit counter until commit, as ``record`` does. Under that lock the
+    event before the block is final (whoever held the numbers before it has committed or
+    rolled back), so its hash is read once and the batch chains on from it; the events
+    are inserted with one statement. Call it last in a chunk's transaction, right before
+    the commit, so the counter is held only for the insert and the commit.
+    """
+    if not entries:
+        return
+    db.session.flush()
+    first = reserve_block("audit", len(entries))
+    now = utcnow()
+    # Plain rows, not ORM objects: a chunk's thousand events are hashed, then inserted.
+    rows = [_PendingEvent(_fields(first + offset, now, actor, actor_label, entry))
+            for offset, entry in enumerate(entries)]
+    _link(cast(list[AuditEvent], rows), _hash_before(first))
+    insert_rows(AuditEvent, rows)
+
+
+class _PendingEvent(dict):
+    """An event of a batch before its INSERT: its columns by name, which are also its
+    attributes, as ``compute_hash`` reads them."""
+
+    __getattr__ = dict.__getitem__
+    __setattr__ = dict.__setitem__
+
+
+def _fields(seq: int, at: datetime, actor: StaffUser | None, actor_label: str | None,
+            entry: Entry) -> dict[str, Any]:
+    """An unlinked event's columns (no hashes yet): its number, time, who and what."""
+    return {
+        "seq": seq,
+        "created_at": at,
+        "actor_id": actor.id if actor is not None else None,
+        "actor_label": actor_label or (actor.email if actor is not None else "system"),
+        "action": entry.action,
+        "target_type": entry.target_type,
+        "target_id": entry.target_id,
+        "details": _jsonable(entry.details),
+    }
+
+
+def _hash_before(seq: int) -> str:
+    """The hash of event ``seq - 1``, or the genesis hash for the first event."""
+    previous = db.session.execute(
+        select(AuditEvent.hash).where(AuditEvent.seq == seq - 1)
+    ).scalar_one_or_none()
+    return previous or GENESIS_HASH
+
+
+def _link(rows: Sequence[AuditEvent], prev_hash: str) -> None:
+    """Chain consecutive events: each links to the one before and gets its own hash."""
+    for row in rows:
+        row.prev_hash = prev_hash
+        row.hash = compute_hash(row)
+        prev_hash = row.hash
 
 
 @dataclass

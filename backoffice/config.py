@@ -35,6 +35,15 @@ def _flag(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _positive_int(name: str, default: int) -> int:
+    """Read a whole number of at least 1 from the environment."""
+    text = os.environ.get(name, "").strip()
+    value = int(text) if text.isdigit() else default if not text else 0
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {text!r}")
+    return value
+
+
 def _secret_key(instance_path: str) -> str:
     """SECRET_KEY from the environment, else the instance's ``secret_key`` file (made by
     ``make run``), else the development key the app refuses outside debug/testing."""
@@ -133,4 +142,8 @@ def _documented_settings(instance_path: str) -> dict:
         # The largest single form field and the most fields a form may have (Flask 3.1+).
         "MAX_FORM_MEMORY_SIZE": MAX_FORM_MEMORY_SIZE,
         "MAX_FORM_PARTS": MAX_FORM_PARTS,
+        # How many subscriptions the renewal job renews, and how many customers the
+        # monthly invoicing job invoices, in one transaction.
+        "RENEWAL_CHUNK_SIZE": _positive_int("RENEWAL_CHUNK_SIZE", 1000),
+        "INVOICE_CHUNK_SIZE": _positive_int("INVOICE_CHUNK_SIZE", 1000),
     }

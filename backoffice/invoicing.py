@@ -4,23 +4,43 @@ Each month one invoice per partner customer carries every charge and refund not 
 invoiced (refunds as negative lines). Numbers come from the same gap-free counter as
 retail order invoices, so they are sequential across both kinds and never reused. An
 issued invoice never changes: ORM updates and deletes of invoices are refused.
+
+Customers are issued in chunks, by customer id (keyset, never an ``IN`` list of ids):
+each chunk locks its customers' uninvoiced transactions, loads their lines with one query
+and writes its invoices, lines and events with a few set-based statements. The job
+commits after each chunk (``issue_in_chunks``); a staff member's reviewed issue runs
+every chunk in one transaction (``issue_monthly_invoices``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import event, exists, func, select
+from sqlalchemy import BigInteger, bindparam, event, exists, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import object_session
 
 from . import audit
+from .bulk import insert_rows
 from .clock import today, utcnow
 from .errors import Conflict, InvalidInput
 from .extensions import db
-from .models import Customer, Invoice, InvoiceKind, InvoiceLine, Transaction, TransactionKind
-from .numbering import next_number
+from .models import (
+    CertificateType,
+    Customer,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    Reseller,
+    Transaction,
+    TransactionKind,
+    TransactionLine,
+    TransactionReason,
+)
+from .numbering import format_number, reserve_block
 
 REASON_LABELS = {
     "new_subscription": "new subscription",
@@ -28,6 +48,12 @@ REASON_LABELS = {
     "renewal": "renewal",
     "refund": "refund",
 }
+
+#: customers invoiced in one chunk (the job's ``INVOICE_CHUNK_SIZE``)
+CHUNK_SIZE = 1000
+
+#: how the job signs its audit events
+ACTOR_LABEL = "job:monthly-invoices"
 
 
 def month_bounds(month: date) -> tuple[datetime, datetime]:
@@ -46,39 +72,53 @@ def _check_month(month: date) -> date:
     return month
 
 
+_ADDRESS_FIELDS = ("address1", "address2", "address3", "city", "postal_code", "state",
+                   "country")
+
+
 def billing_snapshot(customer: Customer) -> dict:
     """Who the invoice is made out to, copied from the customer's address when issued."""
-    details = {
-        "name": customer.company_name,
-        "address1": customer.address1,
-        "address2": customer.address2,
-        "address3": customer.address3,
-        "city": customer.city,
-        "postal_code": customer.postal_code,
-        "state": customer.state,
-        "country": customer.country,
-        "reseller": customer.reseller.company_name if customer.reseller else "",
-    }
+    return _billing(customer.company_name,
+                    *(getattr(customer, name) for name in _ADDRESS_FIELDS),
+                    customer.reseller.company_name if customer.reseller else "")
+
+
+def _billing(name: str, *address_and_reseller: str) -> dict:
+    details = {"name": name, **dict(zip((*_ADDRESS_FIELDS, "reseller"),
+                                        address_and_reseller, strict=True))}
     return {key: value for key, value in details.items() if value}
 
 
 def line_description(transaction: Transaction, line) -> str:
     """An invoice line's text: what was charged or refunded, for which subscription."""
     cert = line.certificate_type
-    subscription = f"subscription #{transaction.subscription_id}"
-    if transaction.kind == TransactionKind.REFUND:
-        return (f"Refund of {transaction.refunded_transaction}: {cert.name} ({cert.code}), "
-                f"{subscription}")
-    reason = REASON_LABELS.get(transaction.reason.value, transaction.reason.value)
-    days = ""
-    if line.days_charged != line.days_in_term:
-        days = f", {line.days_charged}/{line.days_in_term} days"
-    return f"{cert.name} ({cert.code}), {reason}, {subscription}{days} ({transaction})"
+    return _describe(transaction.id, transaction.kind, transaction.reason,
+                     transaction.subscription_id, transaction.refunded_transaction_id,
+                     cert.code, cert.name, line.days_charged, line.days_in_term)
+
+
+def _describe(transaction_id: int, kind: TransactionKind, reason: TransactionReason,
+              subscription_id: int, refunded_id: int | None, code: str, name: str,
+              days_charged: int, days_in_term: int) -> str:
+    subscription = f"subscription #{subscription_id}"
+    if kind == TransactionKind.REFUND:
+        return f"Refund of T{refunded_id}: {name} ({code}), {subscription}"
+    label = REASON_LABELS.get(reason.value, reason.value)
+    days = f", {days_charged}/{days_in_term} days" if days_charged != days_in_term else ""
+    return f"{name} ({code}), {label}, {subscription}{days} (T{transaction_id})"
 
 
 def _uninvoiced(end: datetime):
     """Transactions made before ``end`` that no invoice carries yet."""
     return (Transaction.invoice_id.is_(None), Transaction.created_at < end)
+
+
+def _due(month: date) -> tuple:
+    """Uninvoiced transactions of ``month`` (and before) of customers it has not invoiced."""
+    _start, end = month_bounds(month)
+    already = exists().where(Invoice.customer_id == Transaction.customer_id,
+                             Invoice.period_start == month)
+    return (*_uninvoiced(end), ~already)
 
 
 @dataclass(frozen=True)
@@ -92,33 +132,43 @@ class PendingInvoice:
     total: int
 
 
-def _due_customer_ids(month: date) -> list[int]:
-    """Customers with uninvoiced transactions and no invoice for ``month`` yet."""
-    _start, end = month_bounds(month)
-    already = exists().where(Invoice.customer_id == Transaction.customer_id,
-                             Invoice.period_start == month)
-    return list(db.session.scalars(
-        select(Transaction.customer_id).where(*_uninvoiced(end), ~already)
-        .group_by(Transaction.customer_id).order_by(Transaction.customer_id)
-    ))
-
-
-def pending_monthly_invoices(*, month: date) -> list[PendingInvoice]:
-    """A preview of :func:`issue_monthly_invoices` for ``month``; writes nothing."""
+def pending_monthly_invoices(*, month: date, limit: int | None = None) -> list[PendingInvoice]:
+    """A preview of :func:`issue_monthly_invoices` for ``month``, by customer id; writes
+    nothing. ``limit`` keeps the first so many (a page shows a sample, with the totals
+    of :func:`pending_summary`)."""
     month = _check_month(month)
-    ids = _due_customer_ids(month)
-    if not ids:
-        return []
-    _start, end = month_bounds(month)
-    rows = db.session.execute(
+    query = (
         select(Customer.id, Customer.company_name, Transaction.currency,
                func.count(Transaction.id), func.sum(Transaction.amount))
         .join(Transaction, Transaction.customer_id == Customer.id)
-        .where(Customer.id.in_(ids), *_uninvoiced(end))
+        .where(*_due(month))
         .group_by(Customer.id, Customer.company_name, Transaction.currency)
         .order_by(Customer.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [PendingInvoice(*row) for row in db.session.execute(query)]
+
+
+@dataclass(frozen=True)
+class PendingSummary:
+    """How many invoices issuing a month would make, and their totals by currency."""
+
+    invoices: int
+    #: (currency, transactions, total), by currency
+    totals: tuple[tuple[str, int, int], ...]
+
+
+def pending_summary(*, month: date) -> PendingSummary:
+    """The counts and totals of :func:`pending_monthly_invoices`, in two aggregate queries."""
+    month = _check_month(month)
+    invoices = db.session.scalar(
+        select(func.count(func.distinct(Transaction.customer_id))).where(*_due(month)))
+    totals = db.session.execute(
+        select(Transaction.currency, func.count(Transaction.id), func.sum(Transaction.amount))
+        .where(*_due(month)).group_by(Transaction.currency).order_by(Transaction.currency)
     ).all()
-    return [PendingInvoice(*row) for row in rows]
+    return PendingSummary(invoices or 0, tuple((c, n, t) for c, n, t in totals))
 
 
 @dataclass(frozen=True)
@@ -151,26 +201,22 @@ def issue_monthly_invoices(*, month: date, actor=None,
     that no invoice carries yet, so a refund made after an invoice was issued goes on the
     next one. Running it again for the same month issues nothing new. With ``reviewed``
     (from :func:`review_monthly_invoices`), what is issued, read under the row locks, must
-    be exactly what was reviewed, or nothing is issued.
+    be exactly what was reviewed, or nothing is issued. Everything is in the caller's one
+    transaction; the job uses :func:`issue_in_chunks` instead.
     """
     month = _check_month(month)
-    _start, end = month_bounds(month)
-    issued = []
+    issued: list[Invoice] = []
     carried: list[PendingInvoice] = []
-    for customer_id in _due_customer_ids(month):
-        transactions = db.session.scalars(
-            select(Transaction).where(Transaction.customer_id == customer_id,
-                                      *_uninvoiced(end))
-            .order_by(Transaction.created_at, Transaction.id)
-            .with_for_update().execution_options(populate_existing=True)
-        ).all()
-        if not transactions:  # another run took them meanwhile
-            continue
-        customer = db.session.get_one(Customer, customer_id)
-        invoice = _issue(customer, month, list(transactions), actor=actor)
-        issued.append(invoice)
-        carried.append(PendingInvoice(customer_id, customer.company_name, invoice.currency,
-                                      len(transactions), invoice.total))
+    after = 0
+    while (chunk := _issue_chunk(month, after, CHUNK_SIZE, actor)) is not None:
+        carried.extend(chunk.carried)
+        ids = set(chunk.invoice_ids)
+        issued.extend(invoice for invoice in db.session.scalars(
+            select(Invoice).where(Invoice.period_start == month,
+                                  Invoice.customer_id > after,
+                                  Invoice.customer_id <= chunk.last_customer_id)
+            .order_by(Invoice.customer_id)) if invoice.id in ids)
+        after = chunk.last_customer_id
     if reviewed is not None and (reviewed.month != month
                                  or tuple(carried) != reviewed.invoices):
         raise Conflict(f"The invoices for {month:%B %Y} changed while they were being issued; "
@@ -178,33 +224,146 @@ def issue_monthly_invoices(*, month: date, actor=None,
     return issued
 
 
-def _issue(customer: Customer, month: date, transactions: list[Transaction], *,
-           actor) -> Invoice:
-    invoice = Invoice(
-        number=next_number("invoice", "INV"), kind=InvoiceKind.MONTHLY, customer=customer,
-        period_start=month, billing=billing_snapshot(customer),
-        currency=transactions[0].currency, total=sum(t.amount for t in transactions),
-        issued_at=utcnow(),
-    )
-    db.session.add(invoice)
-    db.session.flush()
-    position = 0
-    for transaction in transactions:
-        for line in transaction.lines:
-            position += 1
-            db.session.add(InvoiceLine(
-                invoice=invoice, position=position, quantity=line.quantity,
-                amount=line.amount, description=line_description(transaction, line),
-                transaction_id=transaction.id,
-            ))
-        transaction.invoice_id = invoice.id
-    db.session.flush()
-    audit.record(actor, "invoice.issue_monthly", invoice, {
-        "number": invoice.number, "customer_id": customer.id, "period_start": month,
-        "total": invoice.total, "currency": invoice.currency,
-        "transactions": [t.id for t in transactions],
-    }, actor_label=None if actor is not None else "job:monthly-invoices")
-    return invoice
+def issue_in_chunks(*, month: date, chunk_size: int = CHUNK_SIZE) -> Iterator[int]:
+    """Issue ``month``'s invoices chunk by chunk; yields how many each chunk issued.
+
+    The caller commits after each chunk (the job does), so a crash loses at most the
+    chunk it was in, and the next run carries on with the customers still due: each
+    customer is invoiced once a month whatever happens (UNIQUE customer and month).
+    """
+    month = _check_month(month)
+    after = 0
+    while (chunk := _issue_chunk(month, after, chunk_size, None)) is not None:
+        after = chunk.last_customer_id
+        yield len(chunk.invoice_ids)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """What one chunk issued: its last customer id, its invoices, what they carry."""
+
+    last_customer_id: int
+    invoice_ids: list[int]
+    carried: list[PendingInvoice]
+
+
+def _issue_chunk(month: date, after: int, limit: int, actor) -> _Chunk | None:
+    """Issue the invoices of the next ``limit`` due customers with ids above ``after``.
+
+    The customers are a range of ids, (after, last], so every query of the chunk selects
+    by that range and the uninvoiced condition, never by a list of ids.
+    """
+    _start, end = month_bounds(month)
+    customer_ids = db.session.scalars(
+        select(Transaction.customer_id)
+        .where(*_uninvoiced(end), Transaction.customer_id > after)
+        .group_by(Transaction.customer_id).order_by(Transaction.customer_id).limit(limit)
+    ).all()
+    if not customer_ids:
+        return None
+    last = customer_ids[-1]
+    # Customers of the range invoiced for this month already (a transaction backdated
+    # into the month after its invoice waits for the next month's). Asked once for the
+    # range, by the (customer, month) index, rather than as a NOT EXISTS in every query.
+    already = set(db.session.scalars(
+        select(Invoice.customer_id).where(Invoice.customer_id > after,
+                                          Invoice.customer_id <= last,
+                                          Invoice.period_start == month)))
+    in_chunk = (Transaction.customer_id > after, Transaction.customer_id <= last,
+                *_uninvoiced(end))
+    transactions = db.session.execute(
+        select(Transaction.id, Transaction.customer_id, Transaction.subscription_id,
+               Transaction.kind, Transaction.reason, Transaction.refunded_transaction_id,
+               Transaction.amount, Transaction.currency, Customer.company_name,
+               *(getattr(Customer, name) for name in _ADDRESS_FIELDS),
+               Reseller.company_name.label("reseller_name"))
+        .join(Customer, Customer.id == Transaction.customer_id)
+        .outerjoin(Reseller, Reseller.id == Customer.reseller_id)
+        .where(*in_chunk)
+        .order_by(Transaction.customer_id, Transaction.created_at, Transaction.id)
+        .with_for_update(of=Transaction)
+    ).all()
+    lines: dict[int, list] = {}
+    for line in db.session.execute(
+        select(TransactionLine.transaction_id, TransactionLine.quantity,
+               TransactionLine.amount, TransactionLine.days_charged,
+               TransactionLine.days_in_term, CertificateType.code, CertificateType.name)
+        .join(Transaction, Transaction.id == TransactionLine.transaction_id)
+        .join(CertificateType, CertificateType.id == TransactionLine.certificate_type_id)
+        .where(*in_chunk)
+        .order_by(TransactionLine.transaction_id, TransactionLine.id)
+    ):
+        lines.setdefault(line.transaction_id, []).append(line)
+    by_customer: dict[int, list] = {}
+    for row in transactions:  # locked: another run may have taken some meanwhile
+        if row.customer_id not in already:
+            by_customer.setdefault(row.customer_id, []).append(row)
+    if not by_customer:
+        return _Chunk(last, [], [])
+    first_number = reserve_block("invoice", len(by_customer))
+    issued_at = utcnow()
+    invoices = []
+    for number, rows in enumerate(by_customer.values(), start=first_number):
+        head = rows[0]
+        invoices.append({
+            "number": format_number("INV", number), "kind": InvoiceKind.MONTHLY,
+            "customer_id": head.customer_id, "period_start": month,
+            "billing": _billing(head.company_name,
+                                *(getattr(head, name) for name in _ADDRESS_FIELDS),
+                                head.reseller_name or ""),
+            "currency": head.currency, "total": sum(row.amount for row in rows),
+            "issued_at": issued_at})
+    invoice_ids = insert_rows(Invoice, invoices, key=("customer_id",))
+    invoice_lines = []
+    marks = []
+    for invoice_id, rows in zip(invoice_ids, by_customer.values(), strict=True):
+        position = 0
+        for row in rows:
+            for line in lines.get(row.id, []):
+                position += 1
+                invoice_lines.append({
+                    "invoice_id": invoice_id, "position": position, "quantity": line.quantity,
+                    "amount": line.amount, "transaction_id": row.id,
+                    "description": _describe(row.id, row.kind, row.reason,
+                                             row.subscription_id, row.refunded_transaction_id,
+                                             line.code, line.name, line.days_charged,
+                                             line.days_in_term)})
+            marks.append({"id": row.id, "invoice_id": invoice_id})
+    insert_rows(InvoiceLine, invoice_lines)
+    _mark_invoiced(marks)
+    carried = [PendingInvoice(rows[0].customer_id, rows[0].company_name, invoice["currency"],
+                              len(rows), invoice["total"])
+               for invoice, rows in zip(invoices, by_customer.values(), strict=True)]
+    audit.record_many(actor, [
+        audit.Entry("invoice.issue_monthly", "Invoice", str(invoice_id), {
+            "number": invoice["number"], "customer_id": invoice["customer_id"],
+            "period_start": month, "total": invoice["total"],
+            "currency": invoice["currency"], "transactions": [row.id for row in rows]})
+        for invoice_id, invoice, rows in zip(invoice_ids, invoices, by_customer.values(),
+                                             strict=True)
+    ], actor_label=None if actor is not None else ACTOR_LABEL)
+    return _Chunk(last, invoice_ids, carried)
+
+
+def _mark_invoiced(marks: list[dict]) -> None:
+    """Set ``invoice_id`` on exactly the transactions read under lock (ids and invoices).
+
+    By id, not by the chunk's range: a transaction committed since the chunk read its
+    rows is not on any of its invoices. On PostgreSQL one UPDATE joins the pairs passed
+    as two arrays; SQLite runs an executemany in process.
+    """
+    if db.session.get_bind().dialect.name != "postgresql":
+        db.session.execute(update(Transaction), marks)
+        return
+    pairs = func.unnest(
+        bindparam("ids", [mark["id"] for mark in marks], type_=ARRAY(BigInteger)),
+        bindparam("invoice_ids", [mark["invoice_id"] for mark in marks],
+                  type_=ARRAY(BigInteger)),
+    ).table_valued("id", "invoice_id").render_derived(name="marks")
+    db.session.execute(
+        update(Transaction).where(Transaction.id == pairs.c.id)
+        .values(invoice_id=pairs.c.invoice_id)
+        .execution_options(synchronize_session=False))
 
 
 @event.listens_for(Invoice, "before_update")

@@ -101,8 +101,10 @@ def ledger_check() -> dict:
 
 
 def renew_subscriptions() -> dict:
-    """The renewal job: renew or expire every subscription whose term has ended."""
-    return renewals.renew_due_subscriptions(progress=_progress.get())
+    """The renewal job: renew or expire every subscription whose term has ended, a chunk
+    of RENEWAL_CHUNK_SIZE subscriptions per transaction."""
+    return renewals.renew_due_subscriptions(
+        progress=_progress.get(), chunk_size=int(current_app.config["RENEWAL_CHUNK_SIZE"]))
 
 
 def previous_month(as_of: date) -> date:
@@ -111,11 +113,15 @@ def previous_month(as_of: date) -> date:
 
 
 def issue_invoices() -> dict:
-    """The monthly invoicing job: one invoice per partner customer for the previous month."""
+    """The monthly invoicing job: one invoice per partner customer for the previous month,
+    committed a chunk of INVOICE_CHUNK_SIZE customers at a time."""
     month = previous_month(today())
-    invoices = invoicing.issue_monthly_invoices(month=month)
-    count = len(invoices or [])
-    db.session.commit()  # the domain function flushes; the job owns the unit of work
+    count = 0
+    for issued in invoicing.issue_in_chunks(
+            month=month, chunk_size=int(current_app.config["INVOICE_CHUNK_SIZE"])):
+        db.session.commit()  # the domain flushes; the job owns the unit of work
+        count += issued
+    db.session.commit()
     return {"invoices": count, "month": month.isoformat()}
 
 

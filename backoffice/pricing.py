@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Protocol
 
 from dateutil.relativedelta import relativedelta
 
@@ -67,7 +68,18 @@ def earliest_start(term_months: int, as_of: date | None = None) -> date:
     return start
 
 
-def price_line(cert_type: CertificateType, quantity: int, *, term_months: int,
+class Priced(Protocol):
+    """What pricing reads of a certificate type (a ``CertificateType`` is one)."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def yearly_price(self) -> int: ...
+
+
+def price_line(cert_type: Priced | CertificateType, quantity: int, *, term_months: int,
                start_date: date, end_date: date, as_of: date) -> QuoteLine:
     """Price ``quantity`` certificates for the days left of a term.
 

@@ -48,17 +48,20 @@ def counted_statements() -> Iterator[list[str]]:
 
 
 @contextmanager
-def count_statements() -> Iterator[list[str]]:
-    """``with count_statements() as seen:`` collects every SQL statement the block runs on
-    ``db.engine`` (inside an app context), for N+1 guards that do not time anything."""
-    seen: list[str] = []
+def statements() -> Iterator[list[tuple[str, int]]]:
+    """Record every SQL statement the block sends, with its number of parameters.
 
-    def record(_conn, _cursor, statement, _parameters, _context, _executemany):
-        seen.append(statement)
+    An executemany, or a batch of multi-row INSERT, counts once per statement sent to the
+    database: what a round trip costs, not how many rows it carries.
+    """
+    seen: list[tuple[str, int]] = []
+    bind = db.session.get_bind()
 
-    engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
+    def record(_conn, _cursor, statement, parameters, _context, _executemany):
+        seen.append((statement, len(parameters or ())))
+
+    event.listen(bind, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        event.remove(bind, "before_cursor_execute", record)

@@ -15,7 +15,7 @@ from backoffice.extensions import db
 from backoffice.models import JobRun, JobStatus, SubscriptionProduct, Transaction
 from backoffice.refunds import refund
 from tests import factories
-from tests.queries import count_statements
+from tests.queries import counted_statements
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -167,7 +167,7 @@ def test_the_dashboard_costs_the_same_with_more_rows(client_as, appctx):
     client = client_as("admin")
 
     def statements() -> int:
-        with appctx(), count_statements() as seen:
+        with appctx(), counted_statements() as seen:
             client.get("/admin/")
         return len([s for s in seen if s.lstrip().upper().startswith("SELECT")])
 

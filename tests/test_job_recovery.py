@@ -22,6 +22,7 @@ from backoffice.extensions import db
 from backoffice.models import AuditEvent, JobLock, JobRun, JobStatus
 from tests.conftest import make_staff
 from tests.test_renewals_concurrency import (
+    CHUNK,
     COUNT,
     FIRST_END,
     _bulk_due_subscriptions,
@@ -170,7 +171,7 @@ def test_the_runner_says_it_is_alive(ctx):
         assert not jobs.runner_alive()
 
 
-#: a job runner's renewal, slowed down so that it can be killed midway
+#: a job runner's renewal in chunks of CHUNK, slowed down so that it can be killed midway
 RENEWAL_RUNNER = """
 import sys, time
 from datetime import datetime, timezone
@@ -180,11 +181,11 @@ from backoffice import create_app, jobs, renewals
 real = renewals._process
 def slow(*args, **kwargs):
     result = real(*args, **kwargs)
-    time.sleep(0.01)
+    time.sleep(0.1)  # inside the chunk's transaction, before its commit
     return result
 renewals._process = slow
 app = create_app({"TESTING": True, "SECRET_KEY": "test", "SCHEDULER_ENABLED": False,
-                  "SQLALCHEMY_DATABASE_URI": sys.argv[1]})
+                  "SQLALCHEMY_DATABASE_URI": sys.argv[1], "RENEWAL_CHUNK_SIZE": int(sys.argv[3])})
 with time_machine.travel(datetime.fromisoformat(sys.argv[2]), tick=True), app.app_context():
     jobs.run_job("renewals", trigger="cli")
 """
@@ -198,7 +199,7 @@ def test_a_renewal_whose_runner_is_killed_is_taken_over_and_renews_each_once(
     _bulk_due_subscriptions(COUNT)
     moment = datetime(FIRST_END.year, FIRST_END.month, FIRST_END.day, 10, tzinfo=UTC)
     runner = subprocess.Popen([sys.executable, "-c", RENEWAL_RUNNER, database_url,
-                               moment.isoformat()], cwd=PROJECT,
+                               moment.isoformat(), str(CHUNK)], cwd=PROJECT,
                               env={**os.environ, "PYTHONPATH": str(PROJECT)})
     deadline = time.monotonic() + 60
     while _renewal_stats()[0] < 150:
@@ -208,6 +209,7 @@ def test_a_renewal_whose_runner_is_killed_is_taken_over_and_renews_each_once(
     runner.wait(timeout=10)
     charges_at_kill = _renewal_stats()[0]
     assert 150 <= charges_at_kill < COUNT, "killed too late to prove anything"
+    assert charges_at_kill % CHUNK == 0  # whole chunks committed, the one in flight not
     db.session.rollback()
     with time_machine.travel(moment + timedelta(minutes=1), tick=True):
         taken_over = utcnow()

@@ -141,19 +141,19 @@ def test_a_run_abandoned_by_a_crashed_process_is_marked_abandoned(ctx, monkeypat
 
 @pytest.fixture
 def fake_invoicing(monkeypatch):
-    """Stand in for backoffice.invoicing.issue_monthly_invoices and record its calls."""
+    """Stand in for backoffice.invoicing.issue_in_chunks and record its calls."""
     calls = []
 
-    def issue_monthly_invoices(*, month):
+    def issue_in_chunks(*, month, chunk_size):
         calls.append(month)
-        return ["invoice-1", "invoice-2"]
+        yield 1  # two chunks of one invoice each
+        yield 1
 
     module = sys.modules.get("backoffice.invoicing")
     if module is None:
         module = types.ModuleType("backoffice.invoicing")
         monkeypatch.setitem(sys.modules, "backoffice.invoicing", module)
-    monkeypatch.setattr(module, "issue_monthly_invoices", issue_monthly_invoices,
-                        raising=False)
+    monkeypatch.setattr(module, "issue_in_chunks", issue_in_chunks, raising=False)
     return calls
 
 

@@ -38,6 +38,7 @@ from backoffice.extensions import db
 from backoffice.models import JobRun, JobStatus, Transaction
 from tests.conftest import PASSWORD, make_staff
 from tests.test_renewals_concurrency import (
+    CHUNK,
     COUNT,
     FIRST_END,
     _bulk_due_subscriptions,
@@ -75,6 +76,23 @@ reports.csv_row = slow_row
 from app import app
 """
 
+#: the app the first job runner runs: each renewal chunk slowed down, so it can be killed
+#: in the middle of the renewal (chunks of RENEWAL_CHUNK_SIZE, set small in the topology)
+SLOW_RENEWAL_APP = """
+import time
+from backoffice import renewals
+
+_process = renewals._process
+
+def slow_process(*args, **kwargs):
+    result = _process(*args, **kwargs)
+    time.sleep(0.1)  # inside the chunk's transaction, before its commit
+    return result
+
+renewals._process = slow_process
+from app import app
+"""
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -101,12 +119,14 @@ def topology(database_url, is_postgres, tmp_path):
             pytest.fail(f"REQUIRE_REDIS=1 but Redis does not answer at {REDIS_URL}")
         pytest.skip(f"Redis does not answer at {REDIS_URL}")
     (tmp_path / "slowexport.py").write_text(SLOW_EXPORT_APP)
+    (tmp_path / "slowrenewal.py").write_text(SLOW_RENEWAL_APP)
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "production-test-key",
            "AUDIT_KEY": "production-test-audit-key-0123456789",
            "RATELIMIT_STORAGE_URI": REDIS_URL, "LOGIN_RATE_LIMIT": "10 per minute",
            "BACKOFFICE_RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
            "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2", "EXPORT_ROW_DELAY": "0.031",
+           "RENEWAL_CHUNK_SIZE": str(CHUNK),
            "FLASK_APP": "app", "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PROJECT)])}
     for name in ("SCHEDULER_ENABLED", "TEST_DATABASE_URL", "TWO_FACTOR_REQUIRED_ROLES"):
         env.pop(name, None)
@@ -202,7 +222,7 @@ def test_the_production_topology(appctx, topology):
         db.session.commit()
         _bulk_due_subscriptions(COUNT)
     log_text = topology["log"]
-    runner = topology["start"]("runner-1", "flask", "jobs", "run")
+    runner = topology["start"]("runner-1", "flask", "--app", "slowrenewal:app", "jobs", "run")
     browser = Browser(topology["base"])
     status, _page = browser.post("/login", {"email": "admin@staff.test", "password": PASSWORD},
                                  "/login")
@@ -230,6 +250,7 @@ def test_the_production_topology(appctx, topology):
         runner.wait(timeout=10)
         charges_at_kill = _renewal_stats()[0]
         assert charges_at_kill < COUNT, "killed too late to prove anything"
+        assert charges_at_kill % CHUNK == 0  # whole chunks committed, the one in flight not
         killed_at = time.monotonic()
         topology["start"]("runner-2", "flask", "jobs", "run")
         _wait(lambda: _renewal_stats() == (COUNT, 2 * COUNT, 1, 2), 120, log_text,

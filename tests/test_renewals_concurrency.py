@@ -2,6 +2,7 @@
 
 The processes run ``renew_due_subscriptions`` directly, without the job lease, so that
 nothing but the row locks and the UNIQUE term constraint keeps a term or charge single.
+They renew in chunks of CHUNK subscriptions, so that a thousand make many chunks.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ pytestmark = pytest.mark.postgres
 PROJECT = Path(__file__).resolve().parent.parent
 COUNT = 1000
 FIRST_END = date(2026, 2, 1)
+#: subscriptions per chunk (per transaction) in these processes
+CHUNK = 25
 
 #: a worker: renews for each date read from stdin and prints its counts as JSON
 WORKER = """
@@ -49,12 +52,12 @@ from backoffice import create_app, renewals
 from backoffice.extensions import db
 from tests import factories
 
-delay = float(sys.argv[2])
+delay, chunk = float(sys.argv[2]), int(sys.argv[3])
 if delay:
     real = renewals._process
     def slow(*args, **kwargs):
         result = real(*args, **kwargs)
-        time.sleep(delay)  # inside the item's transaction, before its commit
+        time.sleep(delay)  # inside the chunk's transaction, before its commit
         return result
     renewals._process = slow
 app = create_app({"TESTING": True, "SECRET_KEY": "test", "SCHEDULER_ENABLED": False,
@@ -62,7 +65,8 @@ app = create_app({"TESTING": True, "SECRET_KEY": "test", "SCHEDULER_ENABLED": Fa
 print("ready", flush=True)
 for line in sys.stdin:
     with app.app_context():
-        counts = renewals.renew_due_subscriptions(today=date.fromisoformat(line.strip()))
+        counts = renewals.renew_due_subscriptions(today=date.fromisoformat(line.strip()),
+                                                  chunk_size=chunk)
         db.session.remove()
     print(json.dumps(counts), flush=True)
 """
@@ -102,7 +106,7 @@ def _bulk_due_subscriptions(count: int) -> None:
 
 def _start_workers(database_url: str, count: int, delay: float = 0.0) -> list[subprocess.Popen]:
     workers = [
-        subprocess.Popen([sys.executable, "-c", WORKER, database_url, str(delay)],
+        subprocess.Popen([sys.executable, "-c", WORKER, database_url, str(delay), str(CHUNK)],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=PROJECT,
                          env={**os.environ, "PYTHONPATH": str(PROJECT)})
         for _ in range(count)
@@ -163,7 +167,7 @@ def test_four_processes_renew_each_subscription_exactly_once_per_round(ctx, data
 
 def test_a_renewal_killed_midway_and_run_again_renews_each_exactly_once(ctx, database_url):
     _bulk_due_subscriptions(COUNT)
-    [worker] = _start_workers(database_url, 1, delay=0.01)
+    [worker] = _start_workers(database_url, 1, delay=0.1)
     worker.stdin.write(f"{FIRST_END.isoformat()}\n")
     worker.stdin.flush()
     deadline = time.monotonic() + 30
@@ -175,6 +179,7 @@ def test_a_renewal_killed_midway_and_run_again_renews_each_exactly_once(ctx, dat
     charges_at_kill, terms_at_kill, _, _ = _renewal_stats()
     assert 150 <= charges_at_kill < COUNT, "killed too late to prove anything"
     assert terms_at_kill == COUNT + charges_at_kill  # nothing half-written
+    assert charges_at_kill % CHUNK == 0  # whole chunks committed, the one in flight not
 
     counts = renew_due_subscriptions(today=FIRST_END)
     assert counts["renewed"] == COUNT - charges_at_kill and counts["failed"] == 0

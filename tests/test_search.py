@@ -9,7 +9,7 @@ from backoffice import search
 from backoffice.extensions import db
 from backoffice.models import Customer, Invoice, License, Order, Profile, Transaction
 from tests import factories
-from tests.queries import count_statements
+from tests.queries import counted_statements
 
 
 @pytest.fixture
@@ -122,9 +122,9 @@ def test_search_needs_a_signed_in_staff_member(app):
 
 def test_search_costs_one_statement_per_kind_whatever_matches(demo, appctx):
     with appctx():
-        with count_statements() as few:
+        with counted_statements() as few:
             search.search("zzqq")
-        with count_statements() as many:
+        with counted_statements() as many:
             search.search("example")
     selects = [[s for s in seen if s.lstrip().upper().startswith("SELECT")]
                for seen in (few, many)]

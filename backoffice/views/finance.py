@@ -36,8 +36,8 @@ from flask import (
 from flask_admin import expose
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload, selectinload
 from wtforms import Field, SelectChoice, SelectField, StringField
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 from wtforms.widgets import HiddenInput, html_params
@@ -532,8 +532,16 @@ class IssueInvoicesForm(ReviewForm):
                        validators=[InputRequired(message="Choose a month.")])
 
 
+#: how many customers the monthly invoices preview and review list (the totals cover all)
+PREVIEW_ROWS = 100
+
+
 class MonthlyInvoicesView(SecureBaseView):
-    """Preview a finished month's invoices and issue them (what the monthly job does)."""
+    """Preview a finished month's invoices and issue them (what the monthly job does).
+
+    The page lists the first PREVIEW_ROWS customers by id and the totals of all, so it
+    costs the same for ten customers or a hundred thousand.
+    """
 
     @expose("/", methods=("GET", "POST"))
     def index(self):
@@ -548,21 +556,27 @@ class MonthlyInvoicesView(SecureBaseView):
               form: IssueInvoicesForm | None = None):
         """The month's preview and issued invoices; only the month chooser without one."""
         pending: list = []
+        summary = None
         issued: list = []
+        issued_count = 0
         if month is not None:
             try:
-                pending = invoicing.pending_monthly_invoices(month=month)
+                pending = invoicing.pending_monthly_invoices(month=month, limit=PREVIEW_ROWS)
+                summary = invoicing.pending_summary(month=month)
             except DomainError as exc:
                 flash(str(exc), "error")
+            of_month = (Invoice.kind == InvoiceKind.MONTHLY, Invoice.period_start == month)
             issued = list(db.session.scalars(
-                select(Invoice).where(Invoice.kind == InvoiceKind.MONTHLY,
-                                      Invoice.period_start == month)
-                .order_by(Invoice.number)
+                select(Invoice).where(*of_month).options(joinedload(Invoice.customer))
+                .order_by(Invoice.number).limit(PREVIEW_ROWS)
             ))
+            issued_count = db.session.scalar(
+                select(func.count(Invoice.id)).where(*of_month)) or 0
             if form is None:
                 form = IssueInvoicesForm(month=month)
         return self.render("finance/monthly_invoices.html", month=month, choice=choice,
-                           form=form, pending=pending, issued=issued,
+                           form=form, pending=pending, summary=summary, issued=issued,
+                           issued_count=issued_count, preview_rows=PREVIEW_ROWS,
                            can_issue=self.can(Permission.INVOICE_WRITE))
 
     def _issue(self):
@@ -585,7 +599,8 @@ class MonthlyInvoicesView(SecureBaseView):
 
         def show_review(review, token):
             return self.render("finance/monthly_invoices_review.html", review=review,
-                               form=form, token=token, back_url=page_url)
+                               form=form, token=token, back_url=page_url,
+                               preview_rows=PREVIEW_ROWS)
 
         operation = Operation(
             name="invoice.issue_monthly", target=f"month:{month:%Y-%m}",
