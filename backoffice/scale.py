@@ -92,7 +92,7 @@ from .pricing import term_end
 SCALE_DOMAIN = "scale.example"
 
 #: rows per chunk (one commit each), by stage
-CHUNKS = {"customers": 20_000, "subscriptions": 2_000, "profiles": 50_000, "orders": 20_000}
+CHUNKS = {"customers": 20_000, "subscriptions": 10_000, "profiles": 50_000, "orders": 20_000}
 
 #: how many ids are taken from a sequence at a time (PostgreSQL)
 ID_BLOCK = 50_000
