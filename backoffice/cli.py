@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from typing import NoReturn
 
 import click
@@ -106,18 +107,24 @@ def seed_scale_command(transactions: int, profiles: int, orders: int, customers:
     targets = scale.Targets(transactions=transactions, profiles=profiles, orders=orders,
                             customers=customers, subscriptions=subscriptions)
     try:
+        started = time.monotonic()
         for stage in scale.stages(targets):
             if not stage.missing:
                 click.echo(f"{stage.label}: already there")
+            stage_started = time.monotonic()
             with _progress(stage.missing, stage.label) as advance:
                 for done in stage.run():  # nothing missing: it only builds what a stopped
                     db.session.commit()  # run left unbuilt, if anything
                     advance(done)
+            if stage.missing:
+                click.echo(f"{stage.label}: {stage.missing:,} added in "
+                           f"{time.monotonic() - stage_started:,.0f} s")
         scale.analyze()
         db.session.commit()
     except DomainError as exc:
         _fail(str(exc))
     click.echo("Rows: " + ", ".join(f"{v:,} {k}" for k, v in scale.table_counts().items()))
+    click.echo(f"Seeded in {time.monotonic() - started:,.0f} s.")
 
 
 @contextlib.contextmanager
