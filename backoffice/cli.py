@@ -1,13 +1,15 @@
 """``flask`` commands: staff accounts, demo data, audit checks and jobs.
 
 Each command is one unit of work: it commits once when everything succeeded and
-rolls back otherwise.
+rolls back otherwise; ``seed-scale`` commits after every chunk, so a stopped run keeps
+what it finished.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from typing import NoReturn
 
 import click
@@ -16,7 +18,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from . import audit, staff, twofactor
+from . import audit, scale, staff, twofactor
 from .demo import seed
 from .errors import DomainError
 from .extensions import db
@@ -28,6 +30,7 @@ def register(app: Flask) -> None:
     """Attach every command to ``app``."""
     app.cli.add_command(create_staff_command)
     app.cli.add_command(seed_demo_command)
+    app.cli.add_command(seed_scale_command)
     app.cli.add_command(bootstrap_command)
     app.cli.add_command(reset_two_factor_command)
     app.cli.add_command(audit_group)
@@ -80,6 +83,72 @@ def seed_demo_command(profiles: int) -> None:
         click.echo("Demo data: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     else:
         click.echo("Demo data already present; nothing added.")
+
+
+@click.command("seed-scale")
+@click.option("--transactions", default=scale.Targets.transactions, show_default=True,
+              help="Partner transactions (with their lines), at least.")
+@click.option("--profiles", default=scale.Targets.profiles, show_default=True,
+              help="Storefront profiles.")
+@click.option("--orders", default=scale.Targets.orders, show_default=True,
+              help="Storefront orders (with items, licences, invoices and payments).")
+@click.option("--customers", default=scale.Targets.customers, show_default=True,
+              help="Partner customers.")
+@click.option("--subscriptions", default=scale.Targets.subscriptions, show_default=True,
+              help="Partner subscriptions (each with its history of transactions).")
+@with_appcontext
+def seed_scale_command(transactions: int, profiles: int, orders: int, customers: int,
+                       subscriptions: int) -> None:
+    """Fill the database up to these numbers of rows, by the rules, for benchmarks.
+
+    Each stage adds what is missing, a chunk at a time (one commit each): running it
+    again adds nothing, and a stopped run carries on where it stopped.
+    """
+    targets = scale.Targets(transactions=transactions, profiles=profiles, orders=orders,
+                            customers=customers, subscriptions=subscriptions)
+    try:
+        started = time.monotonic()
+        for stage in scale.stages(targets):
+            if not stage.missing:
+                click.echo(f"{stage.label}: already there")
+            stage_started = time.monotonic()
+            with _progress(stage.missing, stage.label) as advance:
+                for done in stage.run():  # nothing missing: it only builds what a stopped
+                    db.session.commit()  # run left unbuilt, if anything
+                    advance(done)
+            if stage.missing:
+                click.echo(f"{stage.label}: {stage.missing:,} added in "
+                           f"{time.monotonic() - stage_started:,.0f} s")
+        scale.analyze()
+        db.session.commit()
+    except DomainError as exc:
+        _fail(str(exc))
+    click.echo("Rows: " + ", ".join(f"{v:,} {k}" for k, v in scale.table_counts().items()))
+    click.echo(f"Seeded in {time.monotonic() - started:,.0f} s.")
+
+
+@contextlib.contextmanager
+def _progress(total: int, label: str):
+    """A progress bar on a terminal; in logs and pipes, a line every tenth of the way."""
+    if not total:
+        yield lambda _step: None
+        return
+    if sys.stdout.isatty():
+        with click.progressbar(length=total, label=label) as bar:
+            yield bar.update
+        return
+    done = 0
+    tenth = 1
+
+    def advance(step: int) -> None:
+        nonlocal done, tenth
+        done += step
+        if tenth <= 10 and done >= total * tenth / 10:
+            click.echo(f"{label}: {done:,}/{total:,}")
+            while tenth <= 10 and done >= total * tenth / 10:
+                tenth += 1
+
+    yield advance
 
 
 @click.command("bootstrap")

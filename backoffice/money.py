@@ -9,14 +9,25 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
 
+from babel.core import get_global
 from babel.numbers import format_currency, get_currency_precision
 
 from .errors import InvalidInput
+
+#: the minor unit's digits of every currency not listed in :func:`minor_digits_exceptions`
+DEFAULT_MINOR_DIGITS: int = get_global("currency_fractions")["DEFAULT"][0]
 
 
 def minor_digits(currency: str) -> int:
     """How many decimal digits the currency's minor unit has (2 for USD, 0 for JPY)."""
     return get_currency_precision(currency)
+
+
+def minor_digits_exceptions() -> dict[str, int]:
+    """Every currency whose minor unit has other than ``DEFAULT_MINOR_DIGITS`` digits, the
+    same table :func:`minor_digits` reads (for formatting amounts in SQL)."""
+    return {code: fractions[0] for code, fractions in get_global("currency_fractions").items()
+            if code != "DEFAULT" and fractions[0] != DEFAULT_MINOR_DIGITS}
 
 
 def round_half_up(value: Fraction) -> int:

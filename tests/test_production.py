@@ -61,18 +61,22 @@ sys.argv = sys.argv[2:]
 runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
 
-#: the WSGI module gunicorn serves: the app, with each exported row slowed down
+#: the WSGI module gunicorn serves: the app, with each exported line slowed down (the
+#: export itself, COPY on PostgreSQL, runs as in production; its lines are handed on one
+#: by one, each after a pause)
 SLOW_EXPORT_APP = """
 import os, time
 from backoffice import reports
 
-_row = reports.csv_row
+_stream = reports.stream_csv
 
-def slow_row(row):
-    time.sleep(float(os.environ["EXPORT_ROW_DELAY"]))
-    return _row(row)
+def slow_stream(filters, **options):
+    for chunk in _stream(filters, **options):
+        for line in chunk.splitlines(keepends=True):
+            time.sleep(float(os.environ["EXPORT_ROW_DELAY"]))
+            yield line
 
-reports.csv_row = slow_row
+reports.stream_csv = slow_stream
 from app import app
 """
 

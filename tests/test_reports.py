@@ -46,7 +46,9 @@ def test_escape_cell(value, expected):
 
 
 def _parse(chunks) -> list[list[str]]:
-    return list(csv.reader(io.StringIO("".join(chunks))))
+    """Parse CSV text given as bytes chunks (the export's) or strings (a response's)."""
+    parts = [c.decode() if isinstance(c, bytes) else c for c in chunks]
+    return list(csv.reader(io.StringIO("".join(parts), newline="")))
 
 
 @pytest.fixture
@@ -245,7 +247,7 @@ def _peak_bytes(work) -> tuple[object, int]:
 def _stream_all() -> tuple[int, int]:
     lines = size = 0
     for chunk in stream_csv(ReportFilters()):
-        lines += chunk.count("\r\n")
+        lines += chunk.count(b"\r\n")
         size += len(chunk)
     return lines, size
 
