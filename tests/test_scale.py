@@ -319,9 +319,10 @@ def test_a_big_postgresql_load_builds_its_indexes_and_keys_again(app, appctx, mo
     with appctx():
         db.session.rollback()
         indexes, keys = scale._existing(Order.__table__)
-        assert "ix_order_placed_by_id" not in indexes
+        dropped = {i.name for i in Order.__table__.indexes if not i.unique}
+        assert dropped and not dropped & indexes, dropped & indexes
         assert "fk_order_placed_by_id_profile" not in keys
-        assert "ix_transaction_customer_id" in scale._existing(Transaction.__table__)[0]
+        assert "ix_transaction_customer_created" in scale._existing(Transaction.__table__)[0]
     monkeypatch.setattr(scale.OrderStage, "_chunks", chunks)
     _seed(app)
     with appctx():
