@@ -17,7 +17,7 @@ UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
 	--python-version 3.11 \
 	--custom-compile-command "make lock" $(LOCK_ARGS)
 
-.PHONY: run test lint fmt typecheck lock lock-upgrade clean
+.PHONY: run test lint fmt typecheck lock lock-upgrade clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,26 @@ FMT_PATHS ?= .
 fmt: $(VENV)/.dev
 	$(BIN)/ruff check --fix $(FMT_PATHS)
 	$(BIN)/ruff format $(FMT_PATHS)
+
+## make bench: the benchmarks of bench/ against PostgreSQL databases of their own, which
+## they empty or fill (created when missing). Figures, not pass/fail. bench_jobs seeds its
+## own data; bench_export runs on a `flask seed-scale` database (SCALE_ARGS, full size by
+## default: about 10 minutes the first time, nothing the next).
+BENCH_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/backoffice_bench
+SCALE_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/backoffice_scale
+JOBS_ARGS ?= --subscriptions 100000 --customers 50000
+SCALE_ARGS ?=
+CREATE_DB = $(BIN)/python -c "import sqlalchemy as sa, sys; u = sa.make_url(sys.argv[1]); \
+	c = sa.create_engine(u.set(database='postgres'), isolation_level='AUTOCOMMIT').connect(); \
+	c.exec_driver_sql('SELECT 1 FROM pg_database WHERE datname = %s', (u.database,)).first() \
+	or c.exec_driver_sql('CREATE DATABASE \"%s\"' % u.database)"
+bench: $(VENV)/.dev
+	$(CREATE_DB) "$(BENCH_DATABASE_URL)"
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python bench/bench_jobs.py $(JOBS_ARGS)
+	$(CREATE_DB) "$(SCALE_DATABASE_URL)"
+	DATABASE_URL=$(SCALE_DATABASE_URL) FLASK_DEBUG=1 $(BIN)/flask db upgrade
+	DATABASE_URL=$(SCALE_DATABASE_URL) FLASK_DEBUG=1 $(BIN)/flask seed-scale $(SCALE_ARGS)
+	DATABASE_URL=$(SCALE_DATABASE_URL) $(BIN)/python bench/bench_export.py
 
 ## make typecheck: mypy on backoffice/ (settings in pyproject.toml).
 typecheck: $(VENV)/.dev
