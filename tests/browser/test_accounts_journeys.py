@@ -141,3 +141,19 @@ def test_support_upgrades_and_finance_adjusts_credit_through_reviews(appctx, sig
         assert profile.credit_balance == 123450 == ledger_sum(profile)
         assert profile.organization.name == "ACME Corp"
         db.session.rollback()
+
+
+@pytest.mark.browser
+def test_a_request_whose_main_contact_has_no_profile_cannot_be_confirmed(appctx, sign_in):
+    with appctx():
+        accounts.submit_corporate_request(organization_name="Nobody Ltd",
+                                          main_contact_email="ghost@nobody.example.com",
+                                          secondary_emails=[])
+        db.session.commit()
+    page = sign_in("support")
+    page.get_by_test_id("oldest-requests").get_by_role("link", name="Nobody Ltd").click()
+    card = page.get_by_test_id("complete-card")
+    expect(card.get_by_test_id("complete-blocker")).to_contain_text("ghost@nobody.example.com")
+    expect(card.get_by_role("button", name="Complete…")).to_be_disabled()
+    expect(card).not_to_contain_text("email is queued")
+    expect(page.get_by_test_id("reject-card")).to_be_visible()
