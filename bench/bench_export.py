@@ -8,7 +8,8 @@ floor: ``COPY (SELECT ...) TO STDOUT`` of the report's rows, unformatted, read t
 psycopg and thrown away (what the database can hand over at best).
 
 - export, in process: ``reports.stream_csv`` (COPY with the cells formatted in SQL);
-- export, through gunicorn: the production setup (``gunicorn.conf.py``: gthread workers)
+- export, through gunicorn: the production setup (``gunicorn.conf.py``: gthread workers,
+  sign-ins counted in Redis, ``RATELIMIT_STORAGE_URI``, by default on 127.0.0.1:6379)
   serving ``/admin/billing/report/export.csv`` to a signed-in client reading it all;
 - baseline, the Python csv writer (``reports.python_csv``, what SQLite uses and what
   PostgreSQL used before), over the oldest ``--baseline-rows`` rows, with the floor and
@@ -29,6 +30,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -105,9 +107,11 @@ def _free_port() -> int:
 def _through_gunicorn(password: str) -> tuple[float, int, str]:
     """The whole export served by gunicorn (production settings) to a signed-in client."""
     port = _free_port()
-    env = {**os.environ, **ENVIRONMENT, "BIND": f"127.0.0.1:{port}",
-           "PYTHONPATH": str(PROJECT)}
-    log = open(os.devnull, "w")  # noqa: SIM115  # closed with the process below
+    # two workers count sign-ins in a shared store, as in production
+    env = {"RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0", **os.environ, **ENVIRONMENT,
+           "BIND": f"127.0.0.1:{port}", "PYTHONPATH": str(PROJECT),
+           "BACKOFFICE_RATELIMIT_KEY_PREFIX": f"bench-{secrets.token_hex(4)}"}
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115  # closed with the process below
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c",
                                str(PROJECT / "gunicorn.conf.py"), "app:app"],
                               cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -122,7 +126,8 @@ def _through_gunicorn(password: str) -> tuple[float, int, str]:
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("gunicorn did not start") from None
+                    log.seek(0)
+                    raise SystemExit("gunicorn did not start:\n" + log.read()[-3000:]) from None
                 time.sleep(0.2)
         token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', login_page)
         fields = {"email": BENCH_EMAIL, "password": password,

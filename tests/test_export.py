@@ -182,7 +182,7 @@ def test_a_copy_export_closed_early_leaves_the_connection_usable(ctx, postgres_o
     """The client went away: the COPY is cancelled, and after the rollback that ends every
     request the same connection answers again."""
     _hostile_rows(random.Random(7), ["A", "B"], rows=300)
-    monkeypatch.setattr(reports, "COPY_CHUNK_BYTES", 100)
+    monkeypatch.setattr(reports, "COPY_CHUNK_ROWS", 2)
     chunks = copy_csv(ReportFilters())
     assert next(chunks).startswith(b"transaction,created_at")
     assert next(chunks)
@@ -195,8 +195,9 @@ def test_a_copy_export_closed_early_leaves_the_connection_usable(ctx, postgres_o
 
 def test_copy_chunks_are_bounded(ctx, postgres_only, monkeypatch):
     _hostile_rows(random.Random(9), ["Acme", 'Q"uote'], rows=200)
-    monkeypatch.setattr(reports, "COPY_CHUNK_BYTES", 500)
+    monkeypatch.setattr(reports, "COPY_CHUNK_ROWS", 7)
     chunks = list(copy_csv(ReportFilters()))
-    assert len(chunks) > 10
-    assert all(len(chunk) < 500 + 2 * 400 for chunk in chunks)
+    assert len(chunks) == 1 + -(-201 // 7)  # the header, then 7 rows a chunk
+    assert all(len(list(csv.reader(io.StringIO(c.decode(), newline="")))) <= 7
+               for c in chunks[1:])
     assert b"".join(chunks) == b"".join(python_csv(ReportFilters()))
