@@ -25,9 +25,12 @@ counters are moved past the numbers used, so the console keeps numbering after t
 Each stage counts the rows there are and adds the rest: a second run adds nothing, and a
 run stopped in the middle of a stage carries on from its last whole chunk. The caller
 commits after every chunk (:meth:`Stage.run` yields between chunks). On PostgreSQL the
-rows go in with ``COPY ... FROM STDIN`` and ids are taken from the tables' sequences;
-on SQLite with Core ``executemany`` batches. Seeding is deterministic for a given
-starting state and clock. It expects to be the only writer while it runs.
+rows go in with binary ``COPY ... FROM STDIN``, the subscriptions' additions and refunds
+(most of the transactions) are drawn set-based in SQL, ids are taken from the tables'
+sequences in blocks, and a big load builds indexes and foreign keys after its rows; on
+SQLite rows go in as Core ``executemany`` batches. The same starting state and clock
+give the same data, but for the orders' payment tokens (random secrets). It expects to
+be the only writer while it runs.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import secrets
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -322,10 +325,6 @@ def _existing(table: Table) -> tuple[set[str | None], set[str | None]]:
 
 def _count(model: Any) -> int:
     return db.session.scalar(select(func.count()).select_from(model.__table__)) or 0
-
-
-def _moment(day: date, seconds: int) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC) + timedelta(seconds=seconds)
 
 
 def _prorated(amount: int, numerator: int, denominator: int) -> int:
