@@ -117,6 +117,9 @@ REFUND_EVERY = 17
 #: how far back the partner history and the storefront go
 HISTORY_DAYS = 3 * 365
 
+#: how far back the orders go (the profiles are made in the time before)
+ORDER_DAYS = 2 * 365
+
 RETAIL_CODES = ("DV", "OV", "EV", "WC-DV", "MD-OV", "DV-CAAS")
 
 #: how many certificates one addition adds
@@ -634,6 +637,8 @@ class SubscriptionStage(Stage):
     name = "subscriptions"
     label = "subscriptions and their transactions"
     models = (Subscription, Inventory, SubscriptionTerm, Transaction, TransactionLine)
+    #: transactions the first (largest) customer is to have
+    largest_wanted = 0
 
     def target(self) -> int:
         return self.targets.subscriptions
@@ -659,19 +664,25 @@ class SubscriptionStage(Stage):
         subscriptions_left = self.missing
         transactions_left = max(0, self.targets.transactions - _count(Transaction))
         plan = self._largest_customer_plan(customers[0].id, transactions_left)
+        largest_wanted = self.largest_wanted if plan else 0
         while subscriptions_left:
             size = min(subscriptions_left, CHUNKS["subscriptions"])
             chunk = _Chunk()
+            largest_plan = None
             for _ in range(size):
-                if plan:
+                largest = bool(plan)
+                if largest:
                     customer, quota = customers[0], plan.pop()
                 else:
                     others = customers[1:] or customers
                     customer = others[made % len(others)]
                     quota = transactions_left // subscriptions_left
                     made += 1
+                planned = len(chunk.plans)
                 transactions_left -= self._history(chunk, ids, customer, products, quota)
                 subscriptions_left -= 1
+                if largest and len(chunk.plans) > planned:
+                    largest_plan = chunk.plans[-1]
             for model, columns, rows in (
                     (Subscription, SUBSCRIPTION_COLUMNS, chunk.subscriptions),
                     (Inventory, INVENTORY_COLUMNS, chunk.inventory),
@@ -681,13 +692,29 @@ class SubscriptionStage(Stage):
                 self.writer.insert(model, columns, rows)
             if chunk.plans:
                 transactions_left += chunk.planned - self._draw(chunk.plans)
-                if not subscriptions_left and transactions_left > 0:
-                    # refunds that could not be dated: the last subscription takes that
-                    # many more additions
-                    last = list(chunk.plans[-1])
-                    last[9], last[10] = transactions_left, 0
-                    transactions_left -= self._draw([last])
+                # Refunds the database could not date (in the future, or past their
+                # term) were not made: the largest customer's last subscription, then the
+                # stage's last, take as many more additions.
+                if largest_plan is not None and not plan:
+                    short = min(transactions_left, largest_wanted - (db.session.scalar(
+                        select(func.count(Transaction.id))
+                        .where(Transaction.customer_id == customers[0].id)) or 0))
+                    transactions_left -= self._top_up([largest_plan], short)
+                if not subscriptions_left:
+                    transactions_left -= self._top_up(
+                        [p for p in chunk.plans if p is not largest_plan], transactions_left)
             yield size
+
+    def _top_up(self, plans: list[list], count: int) -> int:
+        """``count`` more additions, none refunded, shared by planned subscriptions."""
+        if count <= 0 or not plans:
+            return 0
+        more = []
+        for index, plan in enumerate(plans):
+            share = count // len(plans) + (index < count % len(plans))
+            if share:
+                more.append([*plan[:9], share, 0, *plan[11:]])
+        return self._draw(more)
 
     def _draw(self, plans: list[list]) -> int:
         """Let the database make the planned additions; returns how many transactions."""
@@ -717,6 +744,7 @@ class SubscriptionStage(Stage):
     def _largest_customer_plan(self, customer_id: int, transactions_left: int) -> list[int]:
         """Quotas of the subscriptions the first customer still needs to be the largest."""
         wanted = min(LARGEST_CUSTOMER_TRANSACTIONS, self.targets.transactions // 20)
+        self.largest_wanted = wanted
         has = db.session.scalar(select(func.count(Transaction.id))
                                 .where(Transaction.customer_id == customer_id)) or 0
         needed = min(wanted - has, transactions_left)
@@ -895,10 +923,11 @@ class ProfileStage(Stage):
             profiles, organizations = [], []
             organization = None
             rng = random.Random(f"profiles:{left}")
+            spread = max(0, HISTORY_DAYS - ORDER_DAYS - 1)
             for offset in range(size):
                 ident = next(ids)
                 first, last = rng.choice(FIRST), rng.choice(LAST)
-                created = self.now - timedelta(days=HISTORY_DAYS - rng.randint(0, 364),
+                created = self.now - timedelta(days=HISTORY_DAYS - rng.randint(0, spread),
                                                seconds=rng.randint(0, 86_399))
                 role, linked = None, None
                 if offset % 100 == 0:
@@ -971,7 +1000,7 @@ class OrderStage(Stage):
                (Order, OrderItem, License, Invoice, InvoiceLine, CreditEntry)}
         made = self.count()
         left = self.missing
-        start = self.now - timedelta(days=2 * 365)
+        start = self.now - timedelta(days=min(ORDER_DAYS, HISTORY_DAYS))
         step = (self.now - timedelta(hours=2) - start) / max(1, self.targets.orders)
         while left:
             size = min(left, CHUNKS["orders"])
