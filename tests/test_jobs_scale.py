@@ -71,17 +71,23 @@ def _renewal_statements(count: int) -> int:
     return len(seen)
 
 
+def _start_again() -> None:
+    """Empty every table and zero the counters, as a fresh database (inside the test's
+    rolled-back transaction)."""
+    db.session.rollback()
+    with audit_guard_lifted(db.session.connection()):
+        for table in reversed(db.metadata.sorted_tables):
+            if table.name != "counter":
+                db.session.execute(table.delete())
+    db.session.execute(Counter.__table__.update().values(value=0))
+
+
 # --------------------------------------------------------------------------- renewal
 
 
 def test_a_chunk_of_1000_renewals_costs_the_statements_of_a_chunk_of_10(ctx):
     small = _renewal_statements(10)
-    db.session.rollback()
-    with audit_guard_lifted(db.session.connection()):  # start again from nothing
-        for table in reversed(db.metadata.sorted_tables):
-            if table.name != "counter":
-                db.session.execute(table.delete())
-    db.session.execute(Counter.__table__.update().values(value=0))
+    _start_again()
     large = _renewal_statements(1000)
     # 1,000 subscriptions: 1,000 terms, charges and events and 2,000 lines, written in
     # multi-row INSERTs of up to 1,000 rows: one more statement for the lines at most.
@@ -288,12 +294,7 @@ def _invoicing_statements(count: int) -> int:
 
 def test_a_chunk_of_1000_invoices_costs_the_statements_of_a_chunk_of_10(ctx):
     small = _invoicing_statements(10)
-    db.session.rollback()
-    with audit_guard_lifted(db.session.connection()):  # start again from nothing
-        for table in reversed(db.metadata.sorted_tables):
-            if table.name != "counter":
-                db.session.execute(table.delete())
-    db.session.execute(Counter.__table__.update().values(value=0))
+    _start_again()
     large = _invoicing_statements(1000)
     assert small <= 25
     assert large <= small + 2, (small, large)
