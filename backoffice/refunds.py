@@ -88,6 +88,11 @@ class RefundState:
     code: str  # "refundable" | "window_closed" | "fully_refunded" | "refund"
     label: str
 
+    @property
+    def short_label(self) -> str:
+        """The state in a few words, for a table cell beside other columns."""
+        return "refundable" if self.refundable else self.code.replace("_", " ")
+
 
 def refundable_until(transaction: Transaction) -> datetime:
     """The last moment a charge can be refunded: 30 days after it was made."""
@@ -106,6 +111,22 @@ def refund_state(transaction: Transaction, now: datetime | None = None) -> Refun
         return RefundState(False, "window_closed",
                            f"window closed — older than 30 days; {WINDOW_HELP}")
     return RefundState(True, "refundable", f"refundable until {format_moment(deadline)}")
+
+
+def refund_limits(charges: list[Transaction]) -> dict[int, dict[str, int]]:
+    """How many certificates of each line of these charges can be refunded now, by charge
+    and certificate code: what the line has not refunded yet, and at most what the
+    subscription still holds. One query for the inventory of all their subscriptions."""
+    subscription_ids = {charge.subscription_id for charge in charges}
+    held: dict[tuple[int, int], int] = {}
+    if subscription_ids:
+        held = {(row.subscription_id, row.certificate_type_id): row.quantity
+                for row in db.session.scalars(
+                    select(Inventory).where(Inventory.subscription_id.in_(subscription_ids)))}
+    return {charge.id: {line.certificate_type.code: max(0, min(
+        line.quantity - line.refunded_quantity,
+        held.get((charge.subscription_id, line.certificate_type_id), 0)))
+        for line in charge.lines} for charge in charges}
 
 
 def _check_refundable(transaction: Transaction, now: datetime) -> None:

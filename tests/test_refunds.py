@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -21,6 +22,7 @@ from backoffice.refunds import (
     quote_refund,
     quote_refunds,
     refund,
+    refund_limits,
     refund_state,
     refund_transactions,
 )
@@ -292,6 +294,88 @@ def test_finance_refunds_through_counts_review_and_confirm(customer_page, client
             AuditEvent.action == "transaction.refund")) == 1
 
 
+def _refund_link(html: str, charge_id: int) -> str:
+    """The address of a charge's Refund action on a page."""
+    match = re.search(rf'href="([^"]+)"[^>]*data-testid="refund-{charge_id}"', html)
+    assert match, f"no Refund action for T{charge_id}"
+    return match.group(1).replace("&amp;", "&")
+
+
+@pytest.mark.clock(NOW)
+@pytest.mark.parametrize("page", ["customer", "subscription"])
+def test_each_refundable_charge_on_the_record_page_has_a_refund_action(
+        customer_page, client_as, appctx, page):
+    ids = customer_page
+    with appctx() as session:
+        recent = session.get(Transaction, ids["recent"])
+        address = (f"/admin/customer/details/?id={ids['customer']}&tab=transactions"
+                   if page == "customer" else
+                   f"/admin/subscription/details/?id={recent.subscription_id}")
+    html = client_as("finance").get(address).get_data(as_text=True)
+    assert f"/admin/billing/customer/{ids['customer']}/refund?transaction={ids['recent']}" \
+        == _refund_link(html, ids["recent"])
+    if page == "customer":
+        cell = re.search(rf'data-testid="refund-cell-{ids["old"]}">(.*?)</td>', html).group(1)
+        assert "window closed" in cell and "Refund<" not in cell
+    support = client_as("support", email="support2@staff.test").get(address)
+    assert 'data-testid="refund-' not in support.get_data(as_text=True)
+
+
+@pytest.mark.clock(NOW)
+def test_the_refund_action_opens_the_counts_filled_with_everything_refundable(
+        customer_page, client_as, appctx):
+    """Refund, Review, Process Refund: three clicks refund the whole charge; lowering a
+    count first still makes a partial refund."""
+    ids = customer_page
+    client = client_as("finance")
+    record = client.get(f"/admin/customer/details/?id={ids['customer']}&tab=transactions")
+    counts = client.get(_refund_link(record.get_data(as_text=True), ids["recent"]))
+    html = counts.get_data(as_text=True)
+    for code, count in (("DV", 3), ("OV", 2)):
+        field = re.search(rf'<input[^>]*name="count_{ids["recent"]}_{code}"[^>]*>', html).group(0)
+        assert f'value="{count}"' in field and f'max="{count}"' in field
+    review, done = review_then_confirm(
+        client, f"/admin/billing/customer/{ids['customer']}/refund",
+        _refund_form(ids["recent"], DV="3", OV="2"))
+    assert done.status_code == 303
+    with appctx() as session:
+        charge = session.get(Transaction, ids["recent"])
+        (refunded,) = _refunds()
+        assert refunded.amount == -charge.amount
+        assert all(line.refunded_quantity == line.quantity for line in charge.lines)
+    again = client.get(f"/admin/customer/details/?id={ids['customer']}&tab=transactions")
+    assert f'data-testid="refund-{ids["recent"]}"' not in again.get_data(as_text=True)
+
+
+@pytest.mark.clock(NOW)
+def test_the_counts_start_at_what_the_subscription_still_holds(customer_page, appctx):
+    ids = customer_page
+    with appctx() as session:
+        charge = session.get(Transaction, ids["recent"])
+        refund(charge, {"DV": 1}, actor=None)
+        held = {row.certificate_type.code: row for row in charge.subscription.inventory}
+        held["OV"].quantity = 1  # as after a renewal at a lower quantity
+        session.flush()
+        assert refund_limits([charge]) == {charge.id: {"DV": 2, "OV": 1}}
+        held["OV"].quantity = 0
+        session.flush()
+        assert refund_limits([charge]) == {charge.id: {"DV": 2, "OV": 0}}
+        session.rollback()
+
+
+@pytest.mark.clock(NOW)
+def test_a_page_with_nothing_refundable_offers_no_refund(customer_page, client_as, appctx):
+    ids = customer_page
+    with appctx() as session:
+        refund(session.get(Transaction, ids["recent"]), {"DV": 3, "OV": 2}, actor=None)
+        session.commit()
+    html = client_as("finance").get(
+        f"/admin/billing/customer/{ids['customer']}/transactions").get_data(as_text=True)
+    assert 'data-testid="process-refund"' not in html and 'name="transaction"' not in html
+    assert 'data-testid="refund-' not in html
+    assert "Nothing on this page can be refunded" in html
+
+
 @pytest.mark.clock(NOW)
 def test_the_review_alone_refunds_nothing(customer_page, client_as, appctx):
     ids = customer_page
@@ -524,7 +608,8 @@ def test_support_sees_transactions_but_cannot_refund(customer_page, client_as, a
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "refundable until" in html
-    assert "Process refund" not in html and 'name="transaction"' not in html
+    assert "Refund selected" not in html and 'name="transaction"' not in html
+    assert f'data-testid="refund-{ids["recent"]}"' not in html
     assert client.get(f"{base}/refund?transaction={ids['recent']}").status_code == 403
     for step in ("review", "confirm"):
         crafted = client.post(f"{base}/refund",

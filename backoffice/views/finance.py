@@ -157,6 +157,16 @@ def transaction_rows(condition, *, url, tab: str | None = None,
                        anchor=anchor)
 
 
+def refund_states(view, transactions: RowsPage) -> dict[int, refunds.RefundState] | None:
+    """Each charge's refund state on this page, for the Refund action of staff who can
+    refund (None for the others: the column is not shown)."""
+    if not view.can(Permission.REFUND_WRITE):
+        return None
+    now = utcnow()
+    return {t.id: refunds.refund_state(t, now) for t in transactions.rows
+            if t.kind == TransactionKind.CHARGE}
+
+
 def _display_locale() -> str:
     return current_app.config.get("DISPLAY_LOCALE", "en_US")
 
@@ -221,12 +231,19 @@ class BillingView(SecureBaseView):
                 flash(error, "error")
             return redirect(back, code=303)
         charges = self._selected_charges(customer, selection.transaction.data)
-        form = refund_form(charges)(transaction=[t.id for t in charges])
+        limits = refunds.refund_limits(charges)
+        # Opened from a Refund action or the checkboxes, the counts start at everything
+        # that can be refunded; staff lower them for a partial refund. A posted form counts
+        # only what it carries.
+        opened = {f"{_count_prefix(t)}{code}": count for t in charges
+                  for code, count in limits[t.id].items()} if request.method == "GET" else {}
+        form = refund_form(charges)(transaction=[t.id for t in charges], **opened)
 
         def show_form():
             now = utcnow()
             return self.render(
                 "finance/refund_counts.html", customer=customer, form=form, back_url=back,
+                limits=limits,
                 charges=[(t, refunds.refund_state(t, now), _count_fields(form, t))
                          for t in charges])
 

@@ -56,7 +56,7 @@ from .base import (
     link_formatter,
     links_formatter,
 )
-from .finance import customer_transactions_url, transaction_rows
+from .finance import customer_transactions_url, refund_states, transaction_rows
 from .forms import MAX_ROW_ID, ConsoleForm, DayField, ReviewForm, quantities, quantity_form
 from .paging import SortKey, capped_count, record_rows
 from .review import Operation, review_confirm
@@ -340,6 +340,7 @@ class CustomerView(DomainModelView):
             kwargs["transactions"] = transaction_rows(
                 Transaction.customer_id == customer.id, url=self._details_page,
                 tab="transactions")
+            kwargs["refund_states"] = refund_states(self, kwargs["transactions"])
             kwargs["transactions_url"] = customer_transactions_url(customer.id)
         return super().render(template, **kwargs)
 
@@ -429,6 +430,7 @@ class SubscriptionView(ReadOnlyModelView):
                 Transaction.subscription_id == subscription.id,
                 url=lambda **args: self.get_url(".details_view", **args),
                 anchor="transactions")
+            kwargs["refund_states"] = refund_states(self, kwargs["transactions"])
             kwargs["can_write"] = self.can(Permission.PARTNER_WRITE)
         return super().render(template, **kwargs)
 

@@ -55,7 +55,10 @@ def test_finance_refunds_part_of_a_recent_charge_and_finds_it_on_the_next_invoic
 
     page.get_by_test_id(f"select-{ids['recent']}").check()
     page.get_by_test_id("process-refund").click()
+    # The counts start at everything refundable; a partial refund lowers them.
+    expect(page.get_by_label(f"Refund OV from T{ids['recent']}")).to_have_value("2")
     page.get_by_label(f"Refund DV from T{ids['recent']}").fill("1")
+    page.get_by_label(f"Refund OV from T{ids['recent']}").fill("0")
     page.get_by_role("button", name="Review refund").click()
     # 3 DV for a full 12-month term: 300.00; one certificate: 100.00
     expect(page.get_by_test_id(f"refund-line-{ids['recent']}-DV")).to_contain_text("$100.00")
@@ -84,13 +87,43 @@ def test_finance_refunds_part_of_a_recent_charge_and_finds_it_on_the_next_invoic
         expect(page).to_have_url(re.compile("/login"))  # the sign-in of 11 days ago expired
         _sign_in_again(page, "finance@staff.test")
         page.goto(ids["url"])
-        page.get_by_test_id(f"transaction-{ids['recent']}").get_by_role("link").click()
+        page.get_by_test_id(f"transaction-{ids['recent']}").get_by_role(
+            "link", name=re.compile(r"^INV-")).click()
         expect(page.get_by_test_id("invoice")).to_contain_text(f"Refund of T{ids['recent']}")
         lines = page.get_by_test_id("invoice-lines")
         expect(lines.locator("tbody tr").filter(has_text="Refund of")).to_contain_text(
             "-$100.00")
         # 100.00 (old DV) + 300.00 DV + 240.00 OV - 100.00 refund
         expect(page.get_by_test_id("invoice-total")).to_have_text("$540.00")
+
+
+@pytest.mark.clock(datetime(2026, 11, 20, 10, tzinfo=UTC), tick=True)
+def test_finance_refunds_a_whole_charge_in_three_clicks_from_the_customer_page(appctx, sign_in):
+    ids = _customer_with_charges(appctx)
+    page = sign_in("finance")
+    page.goto(f"/admin/customer/details/?id={ids['customer']}")
+    page.get_by_role("tab", name="Transactions & Refunds").click()
+    expect(page.get_by_test_id(f"refund-cell-{ids['old']}")).to_have_text("window closed")
+    expect(page.get_by_test_id(f"refund-{ids['old']}")).to_have_count(0)
+
+    page.get_by_test_id(f"refund-{ids['recent']}").click()  # 1
+    expect(page.get_by_label(f"Refund DV from T{ids['recent']}")).to_have_value("3")
+    expect(page.get_by_label(f"Refund OV from T{ids['recent']}")).to_have_value("2")
+    page.get_by_role("button", name="Review refund").click()  # 2
+    # the whole charge: 3 DV at 100.00 and 2 OV at 120.00 for a full 12-month term
+    expect(page.get_by_test_id("refund-total")).to_have_text("$540.00")
+    page.get_by_role("button", name="Process Refund").click()  # 3
+
+    expect(page.locator(".alert-success")).to_contain_text(
+        f"Refunded T{ids['recent']}: $540.00 goes on the customer's next invoice.")
+    expect(page.get_by_test_id(f"state-{ids['recent']}")).to_contain_text("fully refunded")
+    expect(page.get_by_test_id("process-refund")).to_have_count(0)
+    expect(page.get_by_test_id("nothing-refundable")).to_be_visible()
+    with appctx():
+        from backoffice.models import Transaction, TransactionKind
+
+        (refund,) = db.session.query(Transaction).filter_by(kind=TransactionKind.REFUND).all()
+        assert (refund.refunded_transaction_id, refund.amount) == (ids["recent"], -54000)
 
 
 def test_support_sees_transactions_without_a_refund_button_and_cannot_post(appctx, sign_in):
