@@ -194,6 +194,7 @@ def test_confirm_after_a_price_change_shows_the_new_amounts_and_charges_nothing(
     ({"start_date": "2025-11-22"}, "earliest start date allowed today is 2025-11-23"),
     ({"start_date": "22/11/2026"}, "Enter the date as YYYY-MM-DD"),
     ({"start_date": "10000-01-01"}, "Enter the date as YYYY-MM-DD"),
+    ({"start_date": "２０２６-１１-２２"}, "Enter the date as YYYY-MM-DD"),
     ({"start_date": "1999-12-31"}, "Enter a date from 2000-01-01"),
     ({"qty_DV": "ten"}, "Enter a whole number from 0 to 100,000."),
     ({"qty_DV": "²"}, "Enter a whole number from 0 to 100,000."),

@@ -128,6 +128,7 @@ EXPORT = "/admin/billing/report/export.csv"
     ({"date_from": "yesterday"}, "Enter the date as YYYY-MM-DD"),
     ({"date_to": "10000-01-01"}, "Enter the date as YYYY-MM-DD"),
     ({"date_to": "2026-02-30"}, "Enter the date as YYYY-MM-DD"),
+    ({"date_to": "２０２６-１１-２２"}, "Enter the date as YYYY-MM-DD"),
     ({"date_from": "2026-11-02", "date_to": "2026-11-01"}, "The start date is after the end"),
     ({"kind": "gift"}, "Choose a kind from the list."),
     ({"reason": "charity"}, "Choose a reason from the list."),
