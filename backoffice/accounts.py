@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Select, func, or_, select, union
 
-from . import audit
+from . import audit, outbox
 from .clock import utcnow
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from .extensions import db
@@ -29,7 +29,6 @@ from .models import (
     OrderStatus,
     Organization,
     OrgRole,
-    OutboxEmail,
     PaymentMethod,
     Profile,
     RequestStatus,
@@ -610,7 +609,7 @@ def complete_corporate_request(request: CorporateRequest, *, actor) -> Organizat
     request.outcome = (f"Linked: {', '.join(linked) or 'none'}. "
                        + (f"Already linked: {', '.join(already)}. " if already else "")
                        + f"No profile for: {', '.join(unknown) or 'none'}.")
-    db.session.add(OutboxEmail(
+    outbox.queue(
         to=main.email,
         subject=f"Your corporate account {organization.name} is ready",
         body=(f"Hello {main.name},\n\nYour corporate account {organization.name} is set up "
@@ -619,9 +618,7 @@ def complete_corporate_request(request: CorporateRequest, *, actor) -> Organizat
               + (f"These addresses have no account yet and were not linked: "
                  f"{', '.join(unknown)}.\n" if unknown else "")
               + "\nEvery linked user now sees the orders of the whole organization.\n"),
-        created_at=utcnow(),
-    ))
-    db.session.flush()
+    )
     audit.record(actor, "corporate_request.complete", request,
                  {"organization_id": organization.id, "linked": linked,
                   "already_linked": already, "unknown": unknown})
