@@ -15,7 +15,7 @@ every chunk in one transaction (``issue_monthly_invoices``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 
 from dateutil.relativedelta import relativedelta
@@ -247,6 +247,105 @@ class _Chunk:
     carried: list[PendingInvoice]
 
 
+@dataclass(frozen=True)
+class DraftLine:
+    """One line of an invoice as issuing writes it (the columns of ``InvoiceLine``)."""
+
+    position: int
+    description: str
+    quantity: int
+    #: minor units of the invoice's currency; negative for a refund
+    amount: int
+    transaction_id: int
+
+
+@dataclass(frozen=True)
+class InvoiceDraft:
+    """One customer's invoice for a month as issuing builds it, before it has a number."""
+
+    customer_id: int
+    customer_name: str
+    billing: dict
+    currency: str
+    #: minor units: the sum of the transactions' amounts
+    total: int
+    transaction_ids: tuple[int, ...]
+    lines: tuple[DraftLine, ...]
+
+    def pending(self) -> PendingInvoice:
+        """What the review of the month says of this invoice."""
+        return PendingInvoice(self.customer_id, self.customer_name, self.currency,
+                              len(self.transaction_ids), self.total)
+
+
+def _drafts(month: date, after: int, last: int, *, lock: bool) -> list[InvoiceDraft]:
+    """The invoices ``month`` gives the due customers with ids in (after, last], built
+    from their uninvoiced transactions in three queries; writes nothing.
+
+    Issuing locks the transactions (``lock``) and writes exactly these drafts; the
+    preview of one customer's invoice is the range (id - 1, id], unlocked.
+    """
+    _start, end = month_bounds(month)
+    # Customers of the range invoiced for this month already (a transaction backdated
+    # into the month after its invoice waits for the next month's). Asked once for the
+    # range, by the (customer, month) index, rather than as a NOT EXISTS in every query.
+    already = set(db.session.scalars(
+        select(Invoice.customer_id).where(Invoice.customer_id > after,
+                                          Invoice.customer_id <= last,
+                                          Invoice.period_start == month)))
+    in_range = (Transaction.customer_id > after, Transaction.customer_id <= last,
+                *_uninvoiced(end))
+    query = (
+        select(Transaction.id, Transaction.customer_id, Transaction.subscription_id,
+               Transaction.kind, Transaction.reason, Transaction.refunded_transaction_id,
+               Transaction.amount, Transaction.currency, Customer.company_name,
+               *(getattr(Customer, name) for name in _ADDRESS_FIELDS),
+               Reseller.company_name.label("reseller_name"))
+        .join(Customer, Customer.id == Transaction.customer_id)
+        .outerjoin(Reseller, Reseller.id == Customer.reseller_id)
+        .where(*in_range)
+        .order_by(Transaction.customer_id, Transaction.created_at, Transaction.id)
+    )
+    transactions = db.session.execute(
+        query.with_for_update(of=Transaction) if lock else query).all()
+    lines: dict[int, list] = {}
+    for line in db.session.execute(
+        select(TransactionLine.transaction_id, TransactionLine.quantity,
+               TransactionLine.amount, TransactionLine.days_charged,
+               TransactionLine.days_in_term, CertificateType.code, CertificateType.name)
+        .join(Transaction, Transaction.id == TransactionLine.transaction_id)
+        .join(CertificateType, CertificateType.id == TransactionLine.certificate_type_id)
+        .where(*in_range)
+        .order_by(TransactionLine.transaction_id, TransactionLine.id)
+    ):
+        lines.setdefault(line.transaction_id, []).append(line)
+    by_customer: dict[int, list] = {}
+    for row in transactions:  # locked: another run may have taken some meanwhile
+        if row.customer_id not in already:
+            by_customer.setdefault(row.customer_id, []).append(row)
+    return [_draft(rows, lines) for rows in by_customer.values()]
+
+
+def _draft(rows: list, lines: dict[int, list]) -> InvoiceDraft:
+    """One customer's invoice from its transactions (in order) and their lines."""
+    head = rows[0]
+    drafted = []
+    for row in rows:
+        for line in lines.get(row.id, []):
+            drafted.append(DraftLine(
+                position=len(drafted) + 1, quantity=line.quantity, amount=line.amount,
+                transaction_id=row.id,
+                description=_describe(row.id, row.kind, row.reason, row.subscription_id,
+                                      row.refunded_transaction_id, line.code, line.name,
+                                      line.days_charged, line.days_in_term)))
+    return InvoiceDraft(
+        customer_id=head.customer_id, customer_name=head.company_name,
+        billing=_billing(head.company_name, *(getattr(head, name) for name in _ADDRESS_FIELDS),
+                         head.reseller_name or ""),
+        currency=head.currency, total=sum(row.amount for row in rows),
+        transaction_ids=tuple(row.id for row in rows), lines=tuple(drafted))
+
+
 def _issue_chunk(month: date, after: int, limit: int, actor) -> _Chunk | None:
     """Issue the invoices of the next ``limit`` due customers with ids above ``after``.
 
@@ -262,87 +361,30 @@ def _issue_chunk(month: date, after: int, limit: int, actor) -> _Chunk | None:
     if not customer_ids:
         return None
     last = customer_ids[-1]
-    # Customers of the range invoiced for this month already (a transaction backdated
-    # into the month after its invoice waits for the next month's). Asked once for the
-    # range, by the (customer, month) index, rather than as a NOT EXISTS in every query.
-    already = set(db.session.scalars(
-        select(Invoice.customer_id).where(Invoice.customer_id > after,
-                                          Invoice.customer_id <= last,
-                                          Invoice.period_start == month)))
-    in_chunk = (Transaction.customer_id > after, Transaction.customer_id <= last,
-                *_uninvoiced(end))
-    transactions = db.session.execute(
-        select(Transaction.id, Transaction.customer_id, Transaction.subscription_id,
-               Transaction.kind, Transaction.reason, Transaction.refunded_transaction_id,
-               Transaction.amount, Transaction.currency, Customer.company_name,
-               *(getattr(Customer, name) for name in _ADDRESS_FIELDS),
-               Reseller.company_name.label("reseller_name"))
-        .join(Customer, Customer.id == Transaction.customer_id)
-        .outerjoin(Reseller, Reseller.id == Customer.reseller_id)
-        .where(*in_chunk)
-        .order_by(Transaction.customer_id, Transaction.created_at, Transaction.id)
-        .with_for_update(of=Transaction)
-    ).all()
-    lines: dict[int, list] = {}
-    for line in db.session.execute(
-        select(TransactionLine.transaction_id, TransactionLine.quantity,
-               TransactionLine.amount, TransactionLine.days_charged,
-               TransactionLine.days_in_term, CertificateType.code, CertificateType.name)
-        .join(Transaction, Transaction.id == TransactionLine.transaction_id)
-        .join(CertificateType, CertificateType.id == TransactionLine.certificate_type_id)
-        .where(*in_chunk)
-        .order_by(TransactionLine.transaction_id, TransactionLine.id)
-    ):
-        lines.setdefault(line.transaction_id, []).append(line)
-    by_customer: dict[int, list] = {}
-    for row in transactions:  # locked: another run may have taken some meanwhile
-        if row.customer_id not in already:
-            by_customer.setdefault(row.customer_id, []).append(row)
-    if not by_customer:
+    drafts = _drafts(month, after, last, lock=True)
+    if not drafts:
         return _Chunk(last, [], [])
-    first_number = reserve_block("invoice", len(by_customer))
+    first_number = reserve_block("invoice", len(drafts))
     issued_at = utcnow()
-    invoices = []
-    for number, rows in enumerate(by_customer.values(), start=first_number):
-        head = rows[0]
-        invoices.append({
-            "number": format_number("INV", number), "kind": InvoiceKind.MONTHLY,
-            "customer_id": head.customer_id, "period_start": month,
-            "billing": _billing(head.company_name,
-                                *(getattr(head, name) for name in _ADDRESS_FIELDS),
-                                head.reseller_name or ""),
-            "currency": head.currency, "total": sum(row.amount for row in rows),
-            "issued_at": issued_at})
+    invoices = [{
+        "number": format_number("INV", number), "kind": InvoiceKind.MONTHLY,
+        "customer_id": draft.customer_id, "period_start": month, "billing": draft.billing,
+        "currency": draft.currency, "total": draft.total, "issued_at": issued_at}
+        for number, draft in enumerate(drafts, start=first_number)]
     invoice_ids = insert_rows(Invoice, invoices, key=("customer_id",))
-    invoice_lines = []
-    marks = []
-    for invoice_id, rows in zip(invoice_ids, by_customer.values(), strict=True):
-        position = 0
-        for row in rows:
-            for line in lines.get(row.id, []):
-                position += 1
-                invoice_lines.append({
-                    "invoice_id": invoice_id, "position": position, "quantity": line.quantity,
-                    "amount": line.amount, "transaction_id": row.id,
-                    "description": _describe(row.id, row.kind, row.reason,
-                                             row.subscription_id, row.refunded_transaction_id,
-                                             line.code, line.name, line.days_charged,
-                                             line.days_in_term)})
-            marks.append({"id": row.id, "invoice_id": invoice_id})
-    insert_rows(InvoiceLine, invoice_lines)
-    _mark_invoiced(marks)
-    carried = [PendingInvoice(rows[0].customer_id, rows[0].company_name, invoice["currency"],
-                              len(rows), invoice["total"])
-               for invoice, rows in zip(invoices, by_customer.values(), strict=True)]
+    pairs = list(zip(invoice_ids, drafts, strict=True))
+    insert_rows(InvoiceLine, [{"invoice_id": invoice_id, **asdict(line)}
+                              for invoice_id, draft in pairs for line in draft.lines])
+    _mark_invoiced([{"id": transaction_id, "invoice_id": invoice_id}
+                    for invoice_id, draft in pairs for transaction_id in draft.transaction_ids])
     audit.record_many(actor, [
         audit.Entry("invoice.issue_monthly", "Invoice", str(invoice_id), {
-            "number": invoice["number"], "customer_id": invoice["customer_id"],
-            "period_start": month, "total": invoice["total"],
-            "currency": invoice["currency"], "transactions": [row.id for row in rows]})
-        for invoice_id, invoice, rows in zip(invoice_ids, invoices, by_customer.values(),
-                                             strict=True)
+            "number": invoice["number"], "customer_id": draft.customer_id,
+            "period_start": month, "total": draft.total, "currency": draft.currency,
+            "transactions": list(draft.transaction_ids)})
+        for invoice, (invoice_id, draft) in zip(invoices, pairs, strict=True)
     ], actor_label=None if actor is not None else ACTOR_LABEL)
-    return _Chunk(last, invoice_ids, carried)
+    return _Chunk(last, invoice_ids, [draft.pending() for draft in drafts])
 
 
 def _mark_invoiced(marks: list[dict]) -> None:
