@@ -62,10 +62,25 @@ def month_bounds(month: date) -> tuple[datetime, datetime]:
     return start, start + relativedelta(months=1)
 
 
-def _check_month(month: date) -> date:
+def _check_started(month: date) -> date:
+    """``month`` named by its first day, and begun: the current month or one before it."""
     if not isinstance(month, date) or month.day != 1:
         raise InvalidInput("Name the month to invoice by its first day, e.g. 2026-11-01.")
-    if month + relativedelta(months=1) > today():
+    if month > today():
+        raise InvalidInput(f"{month:%B %Y} has not started yet; what is not invoiced so far "
+                           f"goes on the invoice of {today():%B %Y} or before.")
+    return month
+
+
+def is_over(month: date) -> bool:
+    """Whether ``month`` has ended, so that its invoices can be issued."""
+    return month + relativedelta(months=1) <= today()
+
+
+def check_issuable(month: date) -> date:
+    """``month`` named by its first day, and over: a month whose invoices can be issued."""
+    _check_started(month)
+    if not is_over(month):
         raise InvalidInput(
             f"{month:%B %Y} is not over yet; its invoices can be issued from "
             f"{(month + relativedelta(months=1)).isoformat()}.")
@@ -135,8 +150,8 @@ class PendingInvoice:
 def pending_monthly_invoices(*, month: date, limit: int | None = None) -> list[PendingInvoice]:
     """A preview of :func:`issue_monthly_invoices` for ``month``, by customer id; writes
     nothing. ``limit`` keeps the first so many (a page shows a sample, with the totals
-    of :func:`pending_summary`)."""
-    month = _check_month(month)
+    of :func:`pending_summary`). For the current month, what is not invoiced so far."""
+    month = _check_started(month)
     query = (
         select(Customer.id, Customer.company_name, Transaction.currency,
                func.count(Transaction.id), func.sum(Transaction.amount))
@@ -161,7 +176,7 @@ class PendingSummary:
 
 def pending_summary(*, month: date) -> PendingSummary:
     """The counts and totals of :func:`pending_monthly_invoices`, in two aggregate queries."""
-    month = _check_month(month)
+    month = _check_started(month)
     invoices = db.session.scalar(
         select(func.count(func.distinct(Transaction.customer_id))).where(*_due(month)))
     totals = db.session.execute(
@@ -185,7 +200,7 @@ def review_monthly_invoices(*, month: date) -> MonthlyInvoicesReview:
     Refuses a month that is not over, and a month with nothing left to invoice (issuing
     it again would issue nothing).
     """
-    pending = pending_monthly_invoices(month=month)
+    pending = pending_monthly_invoices(month=check_issuable(month))
     if not pending:
         raise InvalidInput(
             f"There is nothing to invoice for {month:%B %Y}: every transaction made before "
@@ -204,7 +219,7 @@ def issue_monthly_invoices(*, month: date, actor=None,
     be exactly what was reviewed, or nothing is issued. Everything is in the caller's one
     transaction; the job uses :func:`issue_in_chunks` instead.
     """
-    month = _check_month(month)
+    month = check_issuable(month)
     issued: list[Invoice] = []
     carried: list[PendingInvoice] = []
     after = 0
@@ -231,7 +246,7 @@ def issue_in_chunks(*, month: date, chunk_size: int = CHUNK_SIZE) -> Iterator[in
     chunk it was in, and the next run carries on with the customers still due: each
     customer is invoiced once a month whatever happens (UNIQUE customer and month).
     """
-    month = _check_month(month)
+    month = check_issuable(month)
     after = 0
     while (chunk := _issue_chunk(month, after, chunk_size, None)) is not None:
         after = chunk.last_customer_id
@@ -329,7 +344,7 @@ def _drafts(month: date, after: int, last: int, *, lock: bool) -> list[InvoiceDr
 def _draft(rows: list, lines: dict[int, list]) -> InvoiceDraft:
     """One customer's invoice from its transactions (in order) and their lines."""
     head = rows[0]
-    drafted = []
+    drafted: list[DraftLine] = []
     for row in rows:
         for line in lines.get(row.id, []):
             drafted.append(DraftLine(
@@ -344,6 +359,50 @@ def _draft(rows: list, lines: dict[int, list]) -> InvoiceDraft:
                          head.reseller_name or ""),
         currency=head.currency, total=sum(row.amount for row in rows),
         transaction_ids=tuple(row.id for row in rows), lines=tuple(drafted))
+
+
+@dataclass(frozen=True)
+class InvoicePreview:
+    """A customer's invoice for a month: the one issued, or what issuing would write."""
+
+    customer_id: int
+    month: date
+    #: the month has ended: issuing it writes ``draft`` as it is
+    over: bool
+    #: the month's invoice when it has been issued (``draft`` is then None)
+    issued: Invoice | None
+    #: what is not invoiced yet (for a month not over, so far), or None if nothing is
+    draft: InvoiceDraft | None
+
+
+def next_invoice_month(customer_id: int) -> date:
+    """The month whose invoice the customer gets next: the month before this one while
+    its invoice is still to issue, otherwise this month."""
+    current = today().replace(day=1)
+    previous = current - relativedelta(months=1)
+    start, _end = month_bounds(current)
+    due_before = db.session.scalar(select(exists().where(
+        Transaction.customer_id == customer_id, *_uninvoiced(start),
+        ~exists().where(Invoice.customer_id == customer_id,
+                        Invoice.period_start == previous))))
+    return previous if due_before else current
+
+
+def preview_invoice(customer_id: int, *, month: date | None = None) -> InvoicePreview:
+    """The customer's invoice for ``month`` (by default :func:`next_invoice_month`): the
+    one issued, or the draft :func:`issue_monthly_invoices` would write now, line for line
+    (the same code builds both); writes nothing.
+
+    It reads one customer's uninvoiced transactions, in a constant number of queries.
+    """
+    month = _check_started(month) if month is not None else next_invoice_month(customer_id)
+    issued = db.session.scalar(select(Invoice).where(
+        Invoice.customer_id == customer_id, Invoice.kind == InvoiceKind.MONTHLY,
+        Invoice.period_start == month))
+    drafts = [] if issued is not None else _drafts(month, customer_id - 1, customer_id,
+                                                   lock=False)
+    return InvoicePreview(customer_id=customer_id, month=month, over=is_over(month),
+                          issued=issued, draft=drafts[0] if drafts else None)
 
 
 def _issue_chunk(month: date, after: int, limit: int, actor) -> _Chunk | None:
