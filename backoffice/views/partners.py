@@ -341,6 +341,8 @@ class CustomerView(DomainModelView):
                 Transaction.customer_id == customer.id, url=self._details_page,
                 tab="transactions")
             kwargs["transactions_url"] = customer_transactions_url(customer.id)
+            kwargs["next_invoice_url"] = url_for("billing.next_invoice",
+                                                 customer_id=customer.id)
         return super().render(template, **kwargs)
 
     def _details_page(self, **args) -> str:
