@@ -335,7 +335,7 @@ def _drafts(month: date, after: int, last: int, *, lock: bool) -> list[InvoiceDr
     ):
         lines.setdefault(line.transaction_id, []).append(line)
     by_customer: dict[int, list] = {}
-    for row in transactions:  # locked: another run may have taken some meanwhile
+    for row in transactions:  # when issuing, locked: another run may have taken some
         if row.customer_id not in already:
             by_customer.setdefault(row.customer_id, []).append(row)
     return [_draft(rows, lines) for rows in by_customer.values()]
