@@ -10,6 +10,10 @@ each chunk locks its customers' uninvoiced transactions, loads their lines with 
 and writes its invoices, lines and events with a few set-based statements. The job
 commits after each chunk (``issue_in_chunks``); a staff member's reviewed issue runs
 every chunk in one transaction (``issue_monthly_invoices``).
+
+Every invoice is first drafted (``_drafts``: lines, total, billing) and then written; the
+next-invoice preview (``preview_invoice``) is the same draft for one customer's range of
+ids, unlocked and never written, so it shows exactly what issuing will write.
 """
 
 from __future__ import annotations
