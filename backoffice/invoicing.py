@@ -10,12 +10,16 @@ each chunk locks its customers' uninvoiced transactions, loads their lines with 
 and writes its invoices, lines and events with a few set-based statements. The job
 commits after each chunk (``issue_in_chunks``); a staff member's reviewed issue runs
 every chunk in one transaction (``issue_monthly_invoices``).
+
+Every invoice is first drafted (``_drafts``: lines, total, billing) and then written; the
+next-invoice preview (``preview_invoice``) is the same draft for one customer's range of
+ids, unlocked and never written, so it shows exactly what issuing will write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 
 from dateutil.relativedelta import relativedelta
@@ -62,10 +66,25 @@ def month_bounds(month: date) -> tuple[datetime, datetime]:
     return start, start + relativedelta(months=1)
 
 
-def _check_month(month: date) -> date:
+def _check_started(month: date) -> date:
+    """``month`` named by its first day, and begun: the current month or one before it."""
     if not isinstance(month, date) or month.day != 1:
         raise InvalidInput("Name the month to invoice by its first day, e.g. 2026-11-01.")
-    if month + relativedelta(months=1) > today():
+    if month > today():
+        raise InvalidInput(f"{month:%B %Y} has not started yet; what is not invoiced so far "
+                           f"goes on the invoice of {today():%B %Y} or before.")
+    return month
+
+
+def is_over(month: date) -> bool:
+    """Whether ``month`` has ended, so that its invoices can be issued."""
+    return month + relativedelta(months=1) <= today()
+
+
+def check_issuable(month: date) -> date:
+    """``month`` named by its first day, and over: a month whose invoices can be issued."""
+    _check_started(month)
+    if not is_over(month):
         raise InvalidInput(
             f"{month:%B %Y} is not over yet; its invoices can be issued from "
             f"{(month + relativedelta(months=1)).isoformat()}.")
@@ -135,8 +154,8 @@ class PendingInvoice:
 def pending_monthly_invoices(*, month: date, limit: int | None = None) -> list[PendingInvoice]:
     """A preview of :func:`issue_monthly_invoices` for ``month``, by customer id; writes
     nothing. ``limit`` keeps the first so many (a page shows a sample, with the totals
-    of :func:`pending_summary`)."""
-    month = _check_month(month)
+    of :func:`pending_summary`). For the current month, what is not invoiced so far."""
+    month = _check_started(month)
     query = (
         select(Customer.id, Customer.company_name, Transaction.currency,
                func.count(Transaction.id), func.sum(Transaction.amount))
@@ -161,7 +180,7 @@ class PendingSummary:
 
 def pending_summary(*, month: date) -> PendingSummary:
     """The counts and totals of :func:`pending_monthly_invoices`, in two aggregate queries."""
-    month = _check_month(month)
+    month = _check_started(month)
     invoices = db.session.scalar(
         select(func.count(func.distinct(Transaction.customer_id))).where(*_due(month)))
     totals = db.session.execute(
@@ -185,7 +204,7 @@ def review_monthly_invoices(*, month: date) -> MonthlyInvoicesReview:
     Refuses a month that is not over, and a month with nothing left to invoice (issuing
     it again would issue nothing).
     """
-    pending = pending_monthly_invoices(month=month)
+    pending = pending_monthly_invoices(month=check_issuable(month))
     if not pending:
         raise InvalidInput(
             f"There is nothing to invoice for {month:%B %Y}: every transaction made before "
@@ -204,7 +223,7 @@ def issue_monthly_invoices(*, month: date, actor=None,
     be exactly what was reviewed, or nothing is issued. Everything is in the caller's one
     transaction; the job uses :func:`issue_in_chunks` instead.
     """
-    month = _check_month(month)
+    month = check_issuable(month)
     issued: list[Invoice] = []
     carried: list[PendingInvoice] = []
     after = 0
@@ -231,7 +250,7 @@ def issue_in_chunks(*, month: date, chunk_size: int = CHUNK_SIZE) -> Iterator[in
     chunk it was in, and the next run carries on with the customers still due: each
     customer is invoiced once a month whatever happens (UNIQUE customer and month).
     """
-    month = _check_month(month)
+    month = check_issuable(month)
     after = 0
     while (chunk := _issue_chunk(month, after, chunk_size, None)) is not None:
         after = chunk.last_customer_id
@@ -245,6 +264,149 @@ class _Chunk:
     last_customer_id: int
     invoice_ids: list[int]
     carried: list[PendingInvoice]
+
+
+@dataclass(frozen=True)
+class DraftLine:
+    """One line of an invoice as issuing writes it (the columns of ``InvoiceLine``)."""
+
+    position: int
+    description: str
+    quantity: int
+    #: minor units of the invoice's currency; negative for a refund
+    amount: int
+    transaction_id: int
+
+
+@dataclass(frozen=True)
+class InvoiceDraft:
+    """One customer's invoice for a month as issuing builds it, before it has a number."""
+
+    customer_id: int
+    customer_name: str
+    billing: dict
+    currency: str
+    #: minor units: the sum of the transactions' amounts
+    total: int
+    transaction_ids: tuple[int, ...]
+    lines: tuple[DraftLine, ...]
+
+    def pending(self) -> PendingInvoice:
+        """What the review of the month says of this invoice."""
+        return PendingInvoice(self.customer_id, self.customer_name, self.currency,
+                              len(self.transaction_ids), self.total)
+
+
+def _drafts(month: date, after: int, last: int, *, lock: bool) -> list[InvoiceDraft]:
+    """The invoices ``month`` gives the due customers with ids in (after, last], built
+    from their uninvoiced transactions in three queries; writes nothing.
+
+    Issuing locks the transactions (``lock``) and writes exactly these drafts; the
+    preview of one customer's invoice is the range (id - 1, id], unlocked.
+    """
+    _start, end = month_bounds(month)
+    # Customers of the range invoiced for this month already (a transaction backdated
+    # into the month after its invoice waits for the next month's). Asked once for the
+    # range, by the (customer, month) index, rather than as a NOT EXISTS in every query.
+    already = set(db.session.scalars(
+        select(Invoice.customer_id).where(Invoice.customer_id > after,
+                                          Invoice.customer_id <= last,
+                                          Invoice.period_start == month)))
+    in_range = (Transaction.customer_id > after, Transaction.customer_id <= last,
+                *_uninvoiced(end))
+    query = (
+        select(Transaction.id, Transaction.customer_id, Transaction.subscription_id,
+               Transaction.kind, Transaction.reason, Transaction.refunded_transaction_id,
+               Transaction.amount, Transaction.currency, Customer.company_name,
+               *(getattr(Customer, name) for name in _ADDRESS_FIELDS),
+               Reseller.company_name.label("reseller_name"))
+        .join(Customer, Customer.id == Transaction.customer_id)
+        .outerjoin(Reseller, Reseller.id == Customer.reseller_id)
+        .where(*in_range)
+        .order_by(Transaction.customer_id, Transaction.created_at, Transaction.id)
+    )
+    transactions = db.session.execute(
+        query.with_for_update(of=Transaction) if lock else query).all()
+    lines: dict[int, list] = {}
+    for line in db.session.execute(
+        select(TransactionLine.transaction_id, TransactionLine.quantity,
+               TransactionLine.amount, TransactionLine.days_charged,
+               TransactionLine.days_in_term, CertificateType.code, CertificateType.name)
+        .join(Transaction, Transaction.id == TransactionLine.transaction_id)
+        .join(CertificateType, CertificateType.id == TransactionLine.certificate_type_id)
+        .where(*in_range)
+        .order_by(TransactionLine.transaction_id, TransactionLine.id)
+    ):
+        lines.setdefault(line.transaction_id, []).append(line)
+    by_customer: dict[int, list] = {}
+    for row in transactions:  # when issuing, locked: another run may have taken some
+        if row.customer_id not in already:
+            by_customer.setdefault(row.customer_id, []).append(row)
+    return [_draft(rows, lines) for rows in by_customer.values()]
+
+
+def _draft(rows: list, lines: dict[int, list]) -> InvoiceDraft:
+    """One customer's invoice from its transactions (in order) and their lines."""
+    head = rows[0]
+    drafted: list[DraftLine] = []
+    for row in rows:
+        for line in lines.get(row.id, []):
+            drafted.append(DraftLine(
+                position=len(drafted) + 1, quantity=line.quantity, amount=line.amount,
+                transaction_id=row.id,
+                description=_describe(row.id, row.kind, row.reason, row.subscription_id,
+                                      row.refunded_transaction_id, line.code, line.name,
+                                      line.days_charged, line.days_in_term)))
+    return InvoiceDraft(
+        customer_id=head.customer_id, customer_name=head.company_name,
+        billing=_billing(head.company_name, *(getattr(head, name) for name in _ADDRESS_FIELDS),
+                         head.reseller_name or ""),
+        currency=head.currency, total=sum(row.amount for row in rows),
+        transaction_ids=tuple(row.id for row in rows), lines=tuple(drafted))
+
+
+@dataclass(frozen=True)
+class InvoicePreview:
+    """A customer's invoice for a month: the one issued, or what issuing would write."""
+
+    customer_id: int
+    month: date
+    #: the month has ended: issuing it writes ``draft`` as it is
+    over: bool
+    #: the month's invoice when it has been issued (``draft`` is then None)
+    issued: Invoice | None
+    #: what is not invoiced yet (for a month not over, so far), or None if nothing is
+    draft: InvoiceDraft | None
+
+
+def next_invoice_month(customer_id: int) -> date:
+    """The month whose invoice the customer gets next: the month before this one while
+    its invoice is still to issue, otherwise this month."""
+    current = today().replace(day=1)
+    previous = current - relativedelta(months=1)
+    start, _end = month_bounds(current)
+    due_before = db.session.scalar(select(exists().where(
+        Transaction.customer_id == customer_id, *_uninvoiced(start),
+        ~exists().where(Invoice.customer_id == customer_id,
+                        Invoice.period_start == previous))))
+    return previous if due_before else current
+
+
+def preview_invoice(customer_id: int, *, month: date | None = None) -> InvoicePreview:
+    """The customer's invoice for ``month`` (by default :func:`next_invoice_month`): the
+    one issued, or the draft :func:`issue_monthly_invoices` would write now, line for line
+    (the same code builds both); writes nothing.
+
+    It reads one customer's uninvoiced transactions, in a constant number of queries.
+    """
+    month = _check_started(month) if month is not None else next_invoice_month(customer_id)
+    issued = db.session.scalar(select(Invoice).where(
+        Invoice.customer_id == customer_id, Invoice.kind == InvoiceKind.MONTHLY,
+        Invoice.period_start == month))
+    drafts = [] if issued is not None else _drafts(month, customer_id - 1, customer_id,
+                                                   lock=False)
+    return InvoicePreview(customer_id=customer_id, month=month, over=is_over(month),
+                          issued=issued, draft=drafts[0] if drafts else None)
 
 
 def _issue_chunk(month: date, after: int, limit: int, actor) -> _Chunk | None:
@@ -262,87 +424,30 @@ def _issue_chunk(month: date, after: int, limit: int, actor) -> _Chunk | None:
     if not customer_ids:
         return None
     last = customer_ids[-1]
-    # Customers of the range invoiced for this month already (a transaction backdated
-    # into the month after its invoice waits for the next month's). Asked once for the
-    # range, by the (customer, month) index, rather than as a NOT EXISTS in every query.
-    already = set(db.session.scalars(
-        select(Invoice.customer_id).where(Invoice.customer_id > after,
-                                          Invoice.customer_id <= last,
-                                          Invoice.period_start == month)))
-    in_chunk = (Transaction.customer_id > after, Transaction.customer_id <= last,
-                *_uninvoiced(end))
-    transactions = db.session.execute(
-        select(Transaction.id, Transaction.customer_id, Transaction.subscription_id,
-               Transaction.kind, Transaction.reason, Transaction.refunded_transaction_id,
-               Transaction.amount, Transaction.currency, Customer.company_name,
-               *(getattr(Customer, name) for name in _ADDRESS_FIELDS),
-               Reseller.company_name.label("reseller_name"))
-        .join(Customer, Customer.id == Transaction.customer_id)
-        .outerjoin(Reseller, Reseller.id == Customer.reseller_id)
-        .where(*in_chunk)
-        .order_by(Transaction.customer_id, Transaction.created_at, Transaction.id)
-        .with_for_update(of=Transaction)
-    ).all()
-    lines: dict[int, list] = {}
-    for line in db.session.execute(
-        select(TransactionLine.transaction_id, TransactionLine.quantity,
-               TransactionLine.amount, TransactionLine.days_charged,
-               TransactionLine.days_in_term, CertificateType.code, CertificateType.name)
-        .join(Transaction, Transaction.id == TransactionLine.transaction_id)
-        .join(CertificateType, CertificateType.id == TransactionLine.certificate_type_id)
-        .where(*in_chunk)
-        .order_by(TransactionLine.transaction_id, TransactionLine.id)
-    ):
-        lines.setdefault(line.transaction_id, []).append(line)
-    by_customer: dict[int, list] = {}
-    for row in transactions:  # locked: another run may have taken some meanwhile
-        if row.customer_id not in already:
-            by_customer.setdefault(row.customer_id, []).append(row)
-    if not by_customer:
+    drafts = _drafts(month, after, last, lock=True)
+    if not drafts:
         return _Chunk(last, [], [])
-    first_number = reserve_block("invoice", len(by_customer))
+    first_number = reserve_block("invoice", len(drafts))
     issued_at = utcnow()
-    invoices = []
-    for number, rows in enumerate(by_customer.values(), start=first_number):
-        head = rows[0]
-        invoices.append({
-            "number": format_number("INV", number), "kind": InvoiceKind.MONTHLY,
-            "customer_id": head.customer_id, "period_start": month,
-            "billing": _billing(head.company_name,
-                                *(getattr(head, name) for name in _ADDRESS_FIELDS),
-                                head.reseller_name or ""),
-            "currency": head.currency, "total": sum(row.amount for row in rows),
-            "issued_at": issued_at})
+    invoices = [{
+        "number": format_number("INV", number), "kind": InvoiceKind.MONTHLY,
+        "customer_id": draft.customer_id, "period_start": month, "billing": draft.billing,
+        "currency": draft.currency, "total": draft.total, "issued_at": issued_at}
+        for number, draft in enumerate(drafts, start=first_number)]
     invoice_ids = insert_rows(Invoice, invoices, key=("customer_id",))
-    invoice_lines = []
-    marks = []
-    for invoice_id, rows in zip(invoice_ids, by_customer.values(), strict=True):
-        position = 0
-        for row in rows:
-            for line in lines.get(row.id, []):
-                position += 1
-                invoice_lines.append({
-                    "invoice_id": invoice_id, "position": position, "quantity": line.quantity,
-                    "amount": line.amount, "transaction_id": row.id,
-                    "description": _describe(row.id, row.kind, row.reason,
-                                             row.subscription_id, row.refunded_transaction_id,
-                                             line.code, line.name, line.days_charged,
-                                             line.days_in_term)})
-            marks.append({"id": row.id, "invoice_id": invoice_id})
-    insert_rows(InvoiceLine, invoice_lines)
-    _mark_invoiced(marks)
-    carried = [PendingInvoice(rows[0].customer_id, rows[0].company_name, invoice["currency"],
-                              len(rows), invoice["total"])
-               for invoice, rows in zip(invoices, by_customer.values(), strict=True)]
+    pairs = list(zip(invoice_ids, drafts, strict=True))
+    insert_rows(InvoiceLine, [{"invoice_id": invoice_id, **asdict(line)}
+                              for invoice_id, draft in pairs for line in draft.lines])
+    _mark_invoiced([{"id": transaction_id, "invoice_id": invoice_id}
+                    for invoice_id, draft in pairs for transaction_id in draft.transaction_ids])
     audit.record_many(actor, [
         audit.Entry("invoice.issue_monthly", "Invoice", str(invoice_id), {
-            "number": invoice["number"], "customer_id": invoice["customer_id"],
-            "period_start": month, "total": invoice["total"],
-            "currency": invoice["currency"], "transactions": [row.id for row in rows]})
-        for invoice_id, invoice, rows in zip(invoice_ids, invoices, by_customer.values(),
-                                             strict=True)
+            "number": invoice["number"], "customer_id": draft.customer_id,
+            "period_start": month, "total": draft.total, "currency": draft.currency,
+            "transactions": list(draft.transaction_ids)})
+        for invoice, (invoice_id, draft) in zip(invoices, pairs, strict=True)
     ], actor_label=None if actor is not None else ACTOR_LABEL)
-    return _Chunk(last, invoice_ids, carried)
+    return _Chunk(last, invoice_ids, [draft.pending() for draft in drafts])
 
 
 def _mark_invoiced(marks: list[dict]) -> None:

@@ -8,7 +8,8 @@
 - Invoices render as a printable page and download as PDF.
 - The transaction report parses its filters with a GET form, totals per currency and
   streams a CSV export.
-- Monthly invoices are previewed for a month; issuing a finished month is reviewed, then
+- Monthly invoices are previewed for a month (the current one: so far), and one
+  customer's next invoice on its own page; issuing a finished month is reviewed, then
   confirmed.
 
 The billing pages keep their ``billing`` endpoints and ``/admin/billing/...`` URLs.
@@ -285,6 +286,25 @@ class BillingView(SecureBaseView):
                            period=period_label(invoice), seller=_seller(),
                            bill_to=billing_lines(invoice.billing, _display_locale()))
 
+    @expose(f"/customer/<int(max={MAX_ROW_ID}):customer_id>/next-invoice")
+    def next_invoice(self, customer_id: int):
+        """The customer's next invoice (or a chosen month's): the issued one, or a preview
+        of what issuing will write, laid out as the invoice page, without a number or PDF."""
+        customer = db.get_or_404(Customer, customer_id)
+        choice = MonthChoiceForm(formdata=request.args)
+        context = {"customer": customer, "choice": choice, "seller": _seller()}
+        if not choice.validate():
+            return self.render("finance/invoice_preview.html", preview=None, **context), 400
+        try:
+            preview = invoicing.preview_invoice(customer.id, month=choice.month.data)
+        except DomainError as exc:
+            flash(str(exc), "error")
+            return self.render("finance/invoice_preview.html", preview=None, **context), 400
+        bill_to = (billing_lines(preview.draft.billing, _display_locale())
+                   if preview.draft else [])
+        return self.render("finance/invoice_preview.html", preview=preview, bill_to=bill_to,
+                           month_after=preview.month + relativedelta(months=1), **context)
+
     @expose(f"/invoice/<int(max={MAX_ROW_ID}):invoice_id>.pdf")
     def invoice_pdf(self, invoice_id: int):
         invoice = db.get_or_404(Invoice, invoice_id)
@@ -554,7 +574,8 @@ PREVIEW_ROWS = 100
 
 
 class MonthlyInvoicesView(SecureBaseView):
-    """Preview a finished month's invoices and issue them (what the monthly job does).
+    """Preview a month's invoices (the current one: so far) and issue a finished month's
+    (what the monthly job does).
 
     The page lists the first PREVIEW_ROWS customers by id and the totals of all, so it
     costs the same for ten customers or a hundred thousand.
@@ -576,12 +597,17 @@ class MonthlyInvoicesView(SecureBaseView):
         summary = None
         issued: list = []
         issued_count = 0
+        not_over = None
         if month is not None:
             try:
                 pending = invoicing.pending_monthly_invoices(month=month, limit=PREVIEW_ROWS)
                 summary = invoicing.pending_summary(month=month)
+                invoicing.check_issuable(month)
             except DomainError as exc:
-                flash(str(exc), "error")
+                if summary is None:
+                    flash(str(exc), "error")
+                else:  # the current month: its preview so far, and when it can be issued
+                    not_over = str(exc)
             of_month = (Invoice.kind == InvoiceKind.MONTHLY, Invoice.period_start == month)
             issued = list(db.session.scalars(
                 select(Invoice).where(*of_month).options(joinedload(Invoice.customer))
@@ -594,6 +620,7 @@ class MonthlyInvoicesView(SecureBaseView):
         return self.render("finance/monthly_invoices.html", month=month, choice=choice,
                            form=form, pending=pending, summary=summary, issued=issued,
                            issued_count=issued_count, preview_rows=PREVIEW_ROWS,
+                           not_over=not_over,
                            can_issue=self.can(Permission.INVOICE_WRITE))
 
     def _issue(self):

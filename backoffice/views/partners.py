@@ -342,6 +342,8 @@ class CustomerView(DomainModelView):
                 tab="transactions")
             kwargs["refund_states"] = refund_states(self, kwargs["transactions"])
             kwargs["transactions_url"] = customer_transactions_url(customer.id)
+            kwargs["next_invoice_url"] = url_for("billing.next_invoice",
+                                                 customer_id=customer.id)
         return super().render(template, **kwargs)
 
     def _details_page(self, **args) -> str:
