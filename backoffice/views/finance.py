@@ -67,6 +67,7 @@ from .base import (
     fmt_money,
     link_formatter,
     money_column,
+    name_formatter,
 )
 from .forms import (
     EARLIEST_DATE,
@@ -79,6 +80,7 @@ from .forms import (
     WholeNumberField,
     quantity_form,
 )
+from .navigation import came_from, customer_trail, invoice_trail, then
 from .paging import RowsPage, SortKey, record_rows
 from .review import Operation, review_confirm
 
@@ -200,7 +202,8 @@ class BillingView(SecureBaseView):
         rows = [(t, refunds.refund_state(t, now)) for t in transactions.rows]
         return self.render("finance/customer_transactions.html", customer=customer, rows=rows,
                            transactions=transactions,
-                           can_refund=self.can(Permission.REFUND_WRITE))
+                           can_refund=self.can(Permission.REFUND_WRITE),
+                           breadcrumbs=then(customer_trail(customer), "Transactions & Refunds"))
 
     # ------------------------------------------------------------------ refunds
 
@@ -214,6 +217,9 @@ class BillingView(SecureBaseView):
         self.require(Permission.REFUND_WRITE)
         customer = db.get_or_404(Customer, customer_id)
         back = customer_transactions_url(customer.id)
+        cancel_url = came_from(back)
+        crumbs = then(customer_trail(customer) + [("Transactions & Refunds", back)],
+                      "Process refund")
         selection = RefundSelectionForm(
             formdata=request.form if request.method == "POST" else request.args)
         if not selection.validate():
@@ -226,7 +232,8 @@ class BillingView(SecureBaseView):
         def show_form():
             now = utcnow()
             return self.render(
-                "finance/refund_counts.html", customer=customer, form=form, back_url=back,
+                "finance/refund_counts.html", customer=customer, form=form,
+                back_url=cancel_url, breadcrumbs=crumbs,
                 charges=[(t, refunds.refund_state(t, now), _count_fields(form, t))
                          for t in charges])
 
@@ -243,7 +250,8 @@ class BillingView(SecureBaseView):
 
         def show_review(review, token):
             return self.render("finance/refund_review.html", customer=customer, review=review,
-                               form=form, token=token, back_url=back)
+                               form=form, token=token, back_url=cancel_url,
+                               breadcrumbs=crumbs)
 
         return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
@@ -266,6 +274,7 @@ class BillingView(SecureBaseView):
         invoice = db.get_or_404(Invoice, invoice_id)
         return self.render("finance/invoice.html", invoice=invoice,
                            period=period_label(invoice), seller=_seller(),
+                           breadcrumbs=invoice_trail(invoice),
                            bill_to=billing_lines(invoice.billing, _display_locale()))
 
     @expose(f"/invoice/<int(max={MAX_ROW_ID}):invoice_id>.pdf")
@@ -632,6 +641,7 @@ class TransactionView(ReadOnlyModelView):
     column_default_sort = ("created_at", True)
     column_list_loads = ("subscription.product",)
     column_formatters = {
+        "id": name_formatter("transaction"),
         "amount": money_column(),
         "customer": link_formatter("customer"),
         "subscription": link_formatter("subscription"),
