@@ -714,7 +714,7 @@ class ReadOnlyModelView(SecureMixin, PeopleLabelsMixin, ModelView):
         model = kwargs.get("model")
         if model is not None and template == self.details_template:
             kwargs.setdefault("breadcrumbs", self.record_breadcrumbs(model))
-            kwargs.setdefault("back_url", return_target())
+            kwargs.setdefault("back_url", return_target(referrer=False))
         elif model is not None and template == self.edit_template:
             kwargs.setdefault("breadcrumbs", then(self.record_breadcrumbs(model), "Edit"))
         elif template == self.create_template:

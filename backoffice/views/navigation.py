@@ -8,8 +8,8 @@
   :func:`then` adds the operation.
 - **Back and Cancel.** :func:`return_target` is the console page the staff member came
   from: the ``url`` argument (Flask-Admin's own name for it, carried by list links and by
-  the operation forms) or else the browser's Referer, kept only when it is a relative
-  path inside the console (``/admin/...``) of this host; never another host
+  the operation forms) or else, for Cancel, the browser's Referer, kept only when it is a
+  relative path inside the console (``/admin/...``) of this host; never another host
   (``//evil.example``, ``https://evil.example``) nor another scheme (``javascript:``).
   :func:`came_from` falls back to a page of the caller's choosing (the record's page).
 """
@@ -175,13 +175,16 @@ def _referrer() -> str | None:
     return safe_return(parts.path + (f"?{parts.query}" if parts.query else ""))
 
 
-def return_target() -> str | None:
-    """The console page the staff member came from: ``url`` if it is one, else the
-    Referer; None when neither is."""
+def return_target(*, referrer: bool = True) -> str | None:
+    """The console page the staff member came from: ``url`` if it is one, else (with
+    ``referrer``) the Referer; None when neither is.
+
+    Record pages take ``url`` only (a list's links carry it, and their tabs pass it on):
+    after a Confirm the Referer is the operation's own page, no place to go back to."""
     given = request.values.getlist("url")
     if given:
         return safe_return(given[0]) if len(given) == 1 else None
-    return _referrer()
+    return _referrer() if referrer else None
 
 
 def came_from(default: str) -> str:

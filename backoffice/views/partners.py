@@ -386,7 +386,7 @@ class CustomerView(DomainModelView):
         if template == self.details_template and "model" in kwargs:
             customer = kwargs["model"]
             kwargs.setdefault("active_tab", "details")
-            back = return_target()
+            back = return_target(referrer=False)
             kwargs["tab_urls"] = {tab: self.tab_url(customer.id, tab, url=back)
                                   for tab in CUSTOMER_TABS}
             subscriptions = select(Subscription).where(Subscription.customer_id == customer.id)
