@@ -340,7 +340,11 @@ def test_no_return_address_leaves_the_console(client_as, world, target):
     page = text(client.get(f"/admin/customer/{cid}/", query_string={"url": target}))
     if "\x00" not in target:
         assert 'data-testid="back"' not in page
-        assert "evil" not in page.split('data-testid="record-tabs"', 1)[1].split("</ul>")[0]
+        # no link of the page (its List, Edit and tab links included) goes there
+        for href in re.findall(r'href="([^"]*)"', page):
+            address = htmllib.unescape(href)
+            assert "evil" not in address and not address.lower().lstrip().startswith(
+                ("javascript", "data:")) or address == "javascript:void(0)", address
     # Flask-Admin's own forms never send anyone there after a save either
     saved = client.post(f"/admin/customer/edit/?id={cid}&url={target}", data={
         "company_name": "Acme Ltd", "address1": "1 Main Street", "city": "Springfield",
