@@ -87,6 +87,9 @@ def console_pages(
         pk = view.get_pk_value(first) if first is not None else None
         if pk is not None:
             pages.append(f"{base}details/?id={pk}")
+            # a record page with tabs has an address per tab (the old one moves there)
+            pages += [f"{base}{pk}/{tab if tab != tabs[0] else ''}"
+                      for tabs in [getattr(view, "record_tabs", ())] for tab in tabs]
         if getattr(view, "allow_create", False) and may_write(view):
             pages.append(f"{base}new/")
         if pk is not None and getattr(view, "allow_edit", False) and may_write(view):

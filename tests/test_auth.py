@@ -15,7 +15,7 @@ from backoffice.models import AuditEvent, StaffUser
 from tests.conftest import PASSWORD, csrf_token_from, login
 
 #: values for URL converters when building a page address from a rule
-DUMMY_ARGS = {"export_type": "csv", "filename": "x.css"}
+DUMMY_ARGS = {"export_type": "csv", "filename": "x.css", "tab": "subscriptions"}
 
 
 def _admin_blueprints(app) -> set[str]:

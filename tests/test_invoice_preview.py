@@ -153,7 +153,7 @@ def test_the_customer_preview_page_is_the_invoice_marked_not_issued(activity_com
                                                                     client_as, appctx):
     ids = activity_committed
     client = client_as("finance")
-    customer_page = client.get(f"/admin/customer/details/?id={ids['acme']}").get_data(
+    customer_page = client.get(f"/admin/customer/{ids['acme']}/").get_data(
         as_text=True)
     assert f'href="{_preview_url(ids["acme"])}"' in customer_page
     response = client.get(_preview_url(ids["acme"]))
@@ -214,7 +214,7 @@ def test_support_reads_the_preview_but_cannot_issue(activity_committed, client_a
     ids = activity_committed
     support = client_as("support")
     assert 'data-testid="next-invoice"' in support.get(
-        f"/admin/customer/details/?id={ids['acme']}").get_data(as_text=True)
+        f"/admin/customer/{ids['acme']}/").get_data(as_text=True)
     assert support.get(_preview_url(ids["acme"])).status_code == 200
     assert 'data-testid="issue-form"' not in support.get(
         MONTHLY, query_string={"month": "2026-10"}).get_data(as_text=True)

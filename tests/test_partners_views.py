@@ -128,7 +128,7 @@ def test_roles_without_partner_write_get_403(client_as, customer_id, role):
     assert client.post("/admin/customer/new/", data=CUSTOMER_FORM).status_code == 403
     assert client.post(f"/admin/customer/subscribe/{customer_id}/",
                        data={"product_id": "1"}).status_code == 403
-    assert client.get(f"/admin/customer/details/?id={customer_id}").status_code == 200
+    assert client.get(f"/admin/customer/{customer_id}/").status_code == 200
 
 
 def subscribe_form(product_id, **extra):
@@ -149,12 +149,15 @@ def test_backdated_subscription_review_then_confirm(client_as, appctx, customer_
     assert done.status_code == 303
     with appctx() as session:
         subscription = session.scalar(select(Subscription))
-        assert done.headers["Location"].endswith(f"/admin/subscription/details/?id="
-                                                 f"{subscription.id}")
+        # it lands on the customer's Subscriptions tab, the new one listed
+        assert done.headers["Location"].endswith(f"/admin/customer/{customer_id}/subscriptions")
         assert subscription.auto_renew is True
         charge = session.scalar(select(Transaction))
         assert charge.amount == 26164
-    page = client.get(f"/admin/customer/details/?id={customer_id}").get_data(as_text=True)
+    page = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert f'href="/admin/subscription/details/?id={subscription.id}">#{subscription.id}' in page
+    assert f'#{subscription.id}</a> added for Acme' in page
+    page = client.get(f"/admin/customer/{customer_id}/transactions").get_data(as_text=True)
     assert "$261.64" in page and "191/365 days" in page
 
 
@@ -1089,12 +1092,12 @@ def test_create_lands_on_the_new_customer_and_save_on_the_edited_one(client_as, 
     created = client.post("/admin/customer/new/", data=CUSTOMER_FORM)
     with appctx() as session:
         customer_id = session.scalar(select(Customer.id))
-    assert created.headers["Location"].endswith(f"/admin/customer/details/?id={customer_id}")
+    assert created.headers["Location"].endswith(f"/admin/customer/{customer_id}/")
     page = client.get(created.headers["Location"]).get_data(as_text=True)
     assert "Bluefin Hosting" in page and "Add subscription" in page
     saved = client.post(f"/admin/customer/edit/?id={customer_id}",
                         data={**CUSTOMER_FORM, "city": "Cork"})
-    assert saved.headers["Location"].endswith(f"/admin/customer/details/?id={customer_id}")
+    assert saved.headers["Location"].endswith(f"/admin/customer/{customer_id}/")
     with appctx() as session:
         assert session.get(Customer, customer_id).city == "Cork"
 

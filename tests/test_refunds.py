@@ -308,7 +308,7 @@ def test_each_refundable_charge_on_the_record_page_has_a_refund_action(
     ids = customer_page
     with appctx() as session:
         recent = session.get(Transaction, ids["recent"])
-        address = (f"/admin/customer/details/?id={ids['customer']}&tab=transactions"
+        address = (f"/admin/customer/{ids['customer']}/transactions"
                    if page == "customer" else
                    f"/admin/subscription/details/?id={recent.subscription_id}")
     html = client_as("finance").get(address).get_data(as_text=True)
@@ -328,7 +328,7 @@ def test_the_refund_action_opens_the_counts_filled_with_everything_refundable(
     count first still makes a partial refund."""
     ids = customer_page
     client = client_as("finance")
-    record = client.get(f"/admin/customer/details/?id={ids['customer']}&tab=transactions")
+    record = client.get(f"/admin/customer/{ids['customer']}/transactions")
     counts = client.get(_refund_link(record.get_data(as_text=True), ids["recent"]))
     html = counts.get_data(as_text=True)
     for code, count in (("DV", 3), ("OV", 2)):
@@ -343,8 +343,30 @@ def test_the_refund_action_opens_the_counts_filled_with_everything_refundable(
         (refunded,) = _refunds()
         assert refunded.amount == -charge.amount
         assert all(line.refunded_quantity == line.quantity for line in charge.lines)
-    again = client.get(f"/admin/customer/details/?id={ids['customer']}&tab=transactions")
+    again = client.get(f"/admin/customer/{ids['customer']}/transactions")
     assert f'data-testid="refund-{ids["recent"]}"' not in again.get_data(as_text=True)
+
+
+@pytest.mark.clock(NOW)
+@pytest.mark.parametrize(("started_from", "lands_on"), [
+    ("/admin/customer/{customer}/transactions", "/admin/customer/{customer}/transactions"),
+    ("/admin/billing/customer/{customer}/transactions",
+     "/admin/billing/customer/{customer}/transactions"),
+    ("//evil.example/admin/", "/admin/billing/customer/{customer}/transactions"),
+])
+def test_a_refund_lands_where_it_was_started(customer_page, client_as, started_from, lands_on):
+    ids = customer_page
+    client = client_as("finance")
+    url = f"/admin/billing/customer/{ids['customer']}/refund"
+    counts = client.get(f"{url}?transaction={ids['recent']}",
+                        headers={"Referer": "http://localhost"
+                                 + started_from.format(customer=ids["customer"])})
+    carried = re.search(r'name="url" value="([^"]*)"', counts.get_data(as_text=True))
+    form = {**_refund_form(ids["recent"], DV="1", OV="0"),
+            **({"url": carried.group(1)} if carried else {})}
+    review, done = review_then_confirm(client, url, form)
+    assert done.status_code == 303
+    assert done.headers["Location"].endswith(lands_on.format(customer=ids["customer"]))
 
 
 @pytest.mark.clock(NOW)

@@ -30,19 +30,6 @@
     }
   });
 
-  // Tabs inside [data-remember-tab]: the chosen tab is kept in the address (#name), so a
-  // reload or a link opens it again.
-  function rememberTabs() {
-    if (!window.jQuery) { return; }
-    var $ = window.jQuery;
-    var $tabs = $('[data-remember-tab] a[data-toggle="tab"]');
-    if (!$tabs.length) { return; }
-    if (window.location.hash) {
-      $tabs.filter(function () { return this.hash === window.location.hash; }).tab('show');
-    }
-    $tabs.on('shown.bs.tab', function (e) { window.history.replaceState(null, '', e.target.hash); });
-  }
-
   // A field shown only for one choice of a radio group:
   // <input data-shown-when="group=value"> hides its form group for the other choices.
   function conditionalFields() {
@@ -60,7 +47,6 @@
   }
 
   function ready() {
-    rememberTabs();
     conditionalFields();
   }
 

@@ -46,6 +46,7 @@ from .base import (
     link_to,
     links_formatter,
     money_column,
+    name_formatter,
     run_domain,
 )
 from .forms import (
@@ -55,6 +56,14 @@ from .forms import (
     ReviewForm,
     WholeNumberField,
     has_control_characters,
+)
+from .navigation import (
+    came_from,
+    legacy_trail,
+    profile_trail,
+    request_trail,
+    return_target,
+    then,
 )
 from .paging import RowsPage, SortKey, record_rows
 from .review import Operation, review_confirm
@@ -222,6 +231,8 @@ class ProfileView(ReadOnlyModelView):
     column_filters = ("currency", "org_role", "organization.name", "created_at")
     column_sortable_list = ("id", "email", "name", "created_at")
     column_formatters = {
+        "email": name_formatter("profile"),
+        "name": name_formatter("profile"),
         "credit_balance": money_column(),
         "organization": link_formatter("organization"),
     }
@@ -260,10 +271,12 @@ class ProfileView(ReadOnlyModelView):
         profile = db.get_or_404(Profile, profile_id)
         form = UpgradeForm()
         details_url = self._details_url(profile_id)
+        cancel_url = came_from(details_url)
+        crumbs = then(profile_trail(profile), "Upgrade to corporate")
 
         def show_form():
             return self.render("accounts/profile_upgrade.html", profile=profile, form=form,
-                               cancel_url=details_url)
+                               cancel_url=cancel_url, breadcrumbs=crumbs)
 
         if not form.validate_on_submit():
             return show_form()
@@ -279,7 +292,8 @@ class ProfileView(ReadOnlyModelView):
 
         def show_review(review, token):
             return self.render("accounts/profile_upgrade_review.html", review=review,
-                               form=form, token=token, back_url=details_url)
+                               form=form, token=token, back_url=cancel_url,
+                               breadcrumbs=crumbs)
 
         return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
@@ -291,6 +305,8 @@ class ProfileView(ReadOnlyModelView):
         profile = db.get_or_404(Profile, profile_id)
         form = LinkForm()
         details_url = self._details_url(profile_id)
+        cancel_url = came_from(details_url)
+        crumbs = then(profile_trail(profile), "Link to organization")
         query = _search_text(request.args.get("q"))
 
         def show_form():
@@ -301,7 +317,8 @@ class ProfileView(ReadOnlyModelView):
                     .where(Organization.name.ilike(_like(query), escape="\\"))
                     .order_by(Organization.name, Organization.id).limit(SEARCH_LIMIT)))
             return self.render("accounts/profile_link.html", profile=profile, query=query,
-                               results=results, form=form, cancel_url=details_url)
+                               results=results, form=form, cancel_url=cancel_url,
+                               breadcrumbs=crumbs)
 
         if not form.validate_on_submit():
             if form.is_submitted():
@@ -321,8 +338,9 @@ class ProfileView(ReadOnlyModelView):
 
         def show_review(review, token):
             return self.render("accounts/profile_link_review.html", review=review, form=form,
-                               token=token, back_url=self.get_url(
-                                   ".link_view", profile_id=profile_id, q=query or None))
+                               token=token, breadcrumbs=crumbs, back_url=self.get_url(
+                                   ".link_view", profile_id=profile_id, q=query or None,
+                                   url=return_target()))
 
         return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
@@ -334,10 +352,12 @@ class ProfileView(ReadOnlyModelView):
         profile = db.get_or_404(Profile, profile_id)
         form = UnlinkForm()
         details_url = self._details_url(profile_id)
+        cancel_url = came_from(details_url)
+        crumbs = then(profile_trail(profile), "Unlink")
 
         def show_form():
             return self.render("accounts/profile_unlink.html", profile=profile, form=form,
-                               cancel_url=details_url)
+                               cancel_url=cancel_url, breadcrumbs=crumbs)
 
         if not form.validate_on_submit():
             return show_form()
@@ -352,7 +372,8 @@ class ProfileView(ReadOnlyModelView):
 
         def show_review(review, token):
             return self.render("accounts/profile_unlink_review.html", review=review,
-                               form=form, token=token, back_url=details_url)
+                               form=form, token=token, back_url=cancel_url,
+                               breadcrumbs=crumbs)
 
         return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
@@ -364,10 +385,12 @@ class ProfileView(ReadOnlyModelView):
         form = CreditForm()
         form.amount.currency = profile.currency
         details_url = self._details_url(profile_id)
+        cancel_url = came_from(details_url)
+        crumbs = then(profile_trail(profile), "Adjust credit")
 
         def show_form():
             return self.render("accounts/credit_adjust.html", profile=profile, form=form,
-                               cancel_url=details_url)
+                               cancel_url=cancel_url, breadcrumbs=crumbs)
 
         if not form.validate_on_submit():
             return show_form()
@@ -387,7 +410,7 @@ class ProfileView(ReadOnlyModelView):
 
         def show_review(quote, token):
             return self.render("accounts/credit_review.html", quote=quote, form=form,
-                               token=token, back_url=details_url)
+                               token=token, back_url=cancel_url, breadcrumbs=crumbs)
 
         return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
@@ -408,6 +431,7 @@ class OrganizationView(ReadOnlyModelView):
     column_filters = ("created_at",)
     column_sortable_list = ("id", "name")
     column_formatters = {
+        "name": name_formatter("organization"),
         "main_contact": link_formatter("profile"),
         "main_profile": link_formatter("profile"),
         "members": links_formatter("profile"),
@@ -438,7 +462,8 @@ class CorporateRequestView(ReadOnlyModelView):
     column_filters = ("status", "created_at", "processed_at")
     column_sortable_list = ("id", "main_contact_email", "created_at")
     column_default_sort = ("created_at", False)
-    column_formatters = {"organization": link_formatter("organization")}
+    column_formatters = {"organization_name": name_formatter("corporaterequest"),
+                         "organization": link_formatter("organization")}
     column_labels = {"secondary_emails": "Secondary users"}
     list_template = "accounts/request_list.html"
     details_template = "accounts/request_details.html"
@@ -487,7 +512,9 @@ class CorporateRequestView(ReadOnlyModelView):
             if ok:
                 return redirect(self._details_url(created.id), code=303)
         return self.render("accounts/request_enter.html", form=form,
-                           cancel_url=self.get_url(".index_view"))
+                           cancel_url=came_from(self.get_url(".index_view")),
+                           breadcrumbs=[(self.name, self.get_url(".index_view")),
+                                        ("Enter a request", None)])
 
     @expose("/complete/<int:request_id>/", methods=("GET", "POST"))
     def complete_view(self, request_id):
@@ -516,7 +543,8 @@ class CorporateRequestView(ReadOnlyModelView):
         def show_review(quote, token):
             return self.render("accounts/request_complete.html", req=corporate_request,
                                quote=quote, matches=accounts.request_matches(corporate_request),
-                               form=form, token=token, back_url=details_url)
+                               form=form, token=token, back_url=came_from(details_url),
+                               breadcrumbs=then(request_trail(corporate_request), "Complete"))
 
         # The GET is the review: completing takes no inputs.
         return review_confirm(operation, form, show_form=show_form, show_review=show_review)
@@ -534,7 +562,8 @@ class CorporateRequestView(ReadOnlyModelView):
             if ok:
                 return redirect(self._details_url(request_id), code=303)
         return self.render("accounts/request_reject.html", req=corporate_request, form=form,
-                           cancel_url=self._details_url(request_id))
+                           cancel_url=came_from(self._details_url(request_id)),
+                           breadcrumbs=then(request_trail(corporate_request), "Reject"))
 
 
 def _completed(corporate_request: CorporateRequest, organization: Organization,
@@ -573,6 +602,7 @@ class LegacyAccountView(ReadOnlyModelView):
     column_sortable_list = ("id", "legacy_number", "email")
     column_list_loads = ("transferred_to",)
     column_formatters = {
+        "legacy_number": name_formatter("legacyaccount"),
         "credit_balance": money_column(),
         "transferred_amount": money_column(),
         "transferred_to": link_formatter("profile"),
@@ -587,6 +617,8 @@ class LegacyAccountView(ReadOnlyModelView):
         self.require(Permission.LEGACY_CREDIT_WRITE)
         account = db.get_or_404(LegacyAccount, account_id)
         details_url = self.get_url(".details_view", id=account_id)
+        cancel_url = came_from(details_url)
+        crumbs = then(legacy_trail(account), "Transfer credit")
         form = LegacyTransferForm()
         query = _search_text(request.args.get("q"), default=account.email)
 
@@ -599,7 +631,8 @@ class LegacyAccountView(ReadOnlyModelView):
                     select(Profile).where(Profile.email.ilike(_like(query), escape="\\"))
                     .order_by(Profile.email).limit(SEARCH_LIMIT)))
             return self.render("accounts/legacy_transfer.html", account=account, query=query,
-                               results=results, form=form, cancel_url=details_url)
+                               results=results, form=form, cancel_url=cancel_url,
+                               breadcrumbs=crumbs)
 
         if request.method == "GET" and account.transferred_at is not None:
             try:
@@ -627,8 +660,9 @@ class LegacyAccountView(ReadOnlyModelView):
 
         def show_review(quote, token):
             return self.render("accounts/legacy_review.html", quote=quote, form=form,
-                               token=token, back_url=self.get_url(
-                                   ".transfer_view", account_id=account_id, q=query or None))
+                               token=token, breadcrumbs=crumbs, back_url=self.get_url(
+                                   ".transfer_view", account_id=account_id, q=query or None,
+                                   url=return_target()))
 
         return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
@@ -648,6 +682,7 @@ class OrderView(ReadOnlyModelView):
     column_sortable_list = ("number", "created_at")
     column_default_sort = ("created_at", True)
     column_formatters = {
+        "number": name_formatter("order"),
         "total": money_column(),
         "placed_by": link_formatter("profile"),
         "paid_by": link_formatter("profile"),

@@ -81,6 +81,7 @@ from ..money import format_money
 from ..permissions import Permission, has_permission
 from .forms import ConsoleForm, has_control_characters
 from .labels import PeopleLabelsMixin
+from .navigation import here, return_target, then, trail
 from .paging import (
     KEYSET_ARGS,
     MAX_OFFSET_ROWS,
@@ -145,11 +146,13 @@ def money_column(currency_path: str = "currency"):
     return formatter
 
 
-def link_to(endpoint: str, obj, label: str | None = None) -> Markup | str:
-    """A link to an object's detail page in another view, or "" when there is none."""
+def link_to(endpoint: str, obj, label: str | None = None, *,
+            back: str | None = None) -> Markup | str:
+    """A link to an object's detail page in another view, or "" when there is none;
+    ``back`` is the page its Back returns to (Flask-Admin's ``url``)."""
     if obj is None:
         return ""
-    url = url_for(f"{endpoint}.details_view", id=obj.id)
+    url = url_for(f"{endpoint}.details_view", id=obj.id, url=back)
     return Markup('<a href="{}">{}</a>').format(url, label if label is not None else str(obj))
 
 
@@ -158,6 +161,19 @@ def link_formatter(endpoint: str, attr: str | None = None):
 
     def formatter(_view, _context, model, name):
         return link_to(endpoint, getattr(model, attr or name))
+
+    return formatter
+
+
+def name_formatter(endpoint: str):
+    """A column formatter that links a list row's name (its company name, email, number)
+    to the row's own page, whose Back returns to the list; plain text on that page."""
+
+    def formatter(_view, _context, model, name):
+        value = _resolve(model, name)
+        if value in (None, "") or (request.endpoint or "").endswith(".details_view"):
+            return "" if value is None else value
+        return link_to(endpoint, model, str(value), back=here())
 
     return formatter
 
@@ -695,7 +711,21 @@ class ReadOnlyModelView(SecureMixin, PeopleLabelsMixin, ModelView):
     def render(self, template, **kwargs):
         if template == self.list_template:
             kwargs.setdefault("listing", g.pop("console_listing", None))
+        model = kwargs.get("model")
+        if model is not None and template == self.details_template:
+            kwargs.setdefault("breadcrumbs", self.record_breadcrumbs(model))
+            kwargs.setdefault("back_url", return_target(referrer=False))
+        elif model is not None and template == self.edit_template:
+            kwargs.setdefault("breadcrumbs", then(self.record_breadcrumbs(model), "Edit"))
+        elif template == self.create_template:
+            kwargs.setdefault("breadcrumbs", [(self.name, self.get_url(".index_view")),
+                                              ("New", None)])
         return super().render(template, **kwargs)
+
+    def record_breadcrumbs(self, model) -> list[tuple[str, str | None]]:
+        """The trail of a record's page: its kind's own (see :mod:`.navigation`), else
+        this view's list and the record."""
+        return trail(model) or [(self.name, self.get_url(".index_view")), (str(model), None)]
 
     # ----------------------------------------------------------------------- the list
 

@@ -68,6 +68,7 @@ from .base import (
     fmt_money,
     link_formatter,
     money_column,
+    name_formatter,
 )
 from .forms import (
     EARLIEST_DATE,
@@ -80,6 +81,7 @@ from .forms import (
     WholeNumberField,
     quantity_form,
 )
+from .navigation import came_from, customer_trail, invoice_trail, then
 from .paging import RowsPage, SortKey, record_rows
 from .review import Operation, review_confirm
 
@@ -211,7 +213,8 @@ class BillingView(SecureBaseView):
         rows = [(t, refunds.refund_state(t, now)) for t in transactions.rows]
         return self.render("finance/customer_transactions.html", customer=customer, rows=rows,
                            transactions=transactions,
-                           can_refund=self.can(Permission.REFUND_WRITE))
+                           can_refund=self.can(Permission.REFUND_WRITE),
+                           breadcrumbs=then(customer_trail(customer), "Transactions & Refunds"))
 
     # ------------------------------------------------------------------ refunds
 
@@ -225,6 +228,9 @@ class BillingView(SecureBaseView):
         self.require(Permission.REFUND_WRITE)
         customer = db.get_or_404(Customer, customer_id)
         back = customer_transactions_url(customer.id)
+        cancel_url = came_from(back)
+        crumbs = then(customer_trail(customer) + [("Transactions & Refunds", back)],
+                      "Process refund")
         selection = RefundSelectionForm(
             formdata=request.form if request.method == "POST" else request.args)
         if not selection.validate():
@@ -243,8 +249,8 @@ class BillingView(SecureBaseView):
         def show_form():
             now = utcnow()
             return self.render(
-                "finance/refund_counts.html", customer=customer, form=form, back_url=back,
-                limits=limits,
+                "finance/refund_counts.html", customer=customer, form=form,
+                back_url=cancel_url, breadcrumbs=crumbs, limits=limits,
                 charges=[(t, refunds.refund_state(t, now), _count_fields(form, t))
                          for t in charges])
 
@@ -256,12 +262,13 @@ class BillingView(SecureBaseView):
             review=lambda: refunds.quote_refunds(requests),
             apply=lambda review: refunds.refund_transactions(requests, actor=_actor(),
                                                              reviewed=review),
-            landing=lambda _refunds: back,
+            landing=lambda _refunds: cancel_url,  # the page the refund was started from
             done=_refunded)
 
         def show_review(review, token):
             return self.render("finance/refund_review.html", customer=customer, review=review,
-                               form=form, token=token, back_url=back)
+                               form=form, token=token, back_url=cancel_url,
+                               breadcrumbs=crumbs)
 
         return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
@@ -284,6 +291,7 @@ class BillingView(SecureBaseView):
         invoice = db.get_or_404(Invoice, invoice_id)
         return self.render("finance/invoice.html", invoice=invoice,
                            period=period_label(invoice), seller=_seller(),
+                           breadcrumbs=invoice_trail(invoice),
                            bill_to=billing_lines(invoice.billing, _display_locale()))
 
     @expose(f"/customer/<int(max={MAX_ROW_ID}):customer_id>/next-invoice")
@@ -292,7 +300,8 @@ class BillingView(SecureBaseView):
         of what issuing will write, laid out as the invoice page, without a number or PDF."""
         customer = db.get_or_404(Customer, customer_id)
         choice = MonthChoiceForm(formdata=request.args)
-        context = {"customer": customer, "choice": choice, "seller": _seller()}
+        context = {"customer": customer, "choice": choice, "seller": _seller(),
+                   "breadcrumbs": then(customer_trail(customer), "Next invoice")}
         if not choice.validate():
             return self.render("finance/invoice_preview.html", preview=None, **context), 400
         try:
@@ -676,6 +685,7 @@ class TransactionView(ReadOnlyModelView):
     column_default_sort = ("created_at", True)
     column_list_loads = ("subscription.product",)
     column_formatters = {
+        "id": name_formatter("transaction"),
         "amount": money_column(),
         "customer": link_formatter("customer"),
         "subscription": link_formatter("subscription"),

@@ -8,11 +8,15 @@ subscription, disable and enable a reseller (a status change, ``status_review.ht
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pycountry
-from flask import flash, redirect, request, url_for
+from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.contrib.sqla.fields import QuerySelectField
+from flask_admin.helpers import get_redirect_target
 from flask_login import current_user
+from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from wtforms import (
@@ -55,9 +59,18 @@ from .base import (
     ReadOnlyModelView,
     link_formatter,
     links_formatter,
+    name_formatter,
 )
 from .finance import customer_transactions_url, refund_states, transaction_rows
 from .forms import MAX_ROW_ID, ConsoleForm, DayField, ReviewForm, quantities, quantity_form
+from .navigation import (
+    came_from,
+    customer_trail,
+    reseller_trail,
+    return_target,
+    subscription_trail,
+    then,
+)
 from .paging import SortKey, capped_count, record_rows
 from .review import Operation, review_confirm
 
@@ -150,7 +163,8 @@ class ResellerView(DomainModelView):
     column_searchable_list = ("company_name", "city")
     column_filters = ("status", "country", "created_at")
     column_sortable_list = ("id", "company_name")
-    column_formatters = {"customers": links_formatter("customer")}
+    column_formatters = {"company_name": name_formatter("reseller"),
+                         "customers": links_formatter("customer")}
     column_labels = {"status_reason": "Reason"}
     details_template = "partners/reseller_details.html"
 
@@ -172,12 +186,14 @@ class ResellerView(DomainModelView):
         self.require(Permission.RESELLER_STATUS)
         reseller = db.get_or_404(Reseller, reseller_id)
         details_url = self._details_url(reseller_id)
+        cancel_url = came_from(details_url)
+        crumbs = then(reseller_trail(reseller), "Disable")
         form = ResellerDisableForm()
 
         def show_form():
             return self.render("partners/reseller_disable.html", reseller=reseller, form=form,
                                impact=partners.reseller_impact(reseller),
-                               cancel_url=details_url)
+                               cancel_url=cancel_url, breadcrumbs=crumbs)
 
         if not form.validate_on_submit():
             return show_form()
@@ -192,7 +208,7 @@ class ResellerView(DomainModelView):
         return status_change(self, operation, form, show_form=show_form,
                              title=f"Review: disable {reseller.company_name}",
                              confirm_label="Disable reseller", button_class="btn-danger",
-                             back_url=details_url)
+                             back_url=cancel_url, breadcrumbs=crumbs)
 
     @expose(f"/enable/<{ID}:reseller_id>/", methods=("GET", "POST"))
     def enable_view(self, reseller_id):
@@ -209,12 +225,13 @@ class ResellerView(DomainModelView):
         return status_change(self, operation, StatusChangeForm(),
                              title=f"Review: enable {reseller.company_name}",
                              confirm_label="Enable reseller", button_class="btn-success",
-                             back_url=details_url)
+                             back_url=came_from(details_url),
+                             breadcrumbs=then(reseller_trail(reseller), "Enable"))
 
 
 def status_change(view, operation: Operation, form: ReviewForm, *, title: str,
-                  confirm_label: str, back_url: str, button_class: str = "btn-primary",
-                  show_form=None):
+                  confirm_label: str, back_url: str, breadcrumbs: list,
+                  button_class: str = "btn-primary", show_form=None):
     """The page of a reviewed status change (``partners/status_review.html``).
 
     Without ``show_form`` there is nothing to type: a GET shows the review with its
@@ -232,7 +249,8 @@ def status_change(view, operation: Operation, form: ReviewForm, *, title: str,
     def show_review(review, token):
         return view.render("partners/status_review.html", review=review, token=token,
                            form=form, title=title, confirm_label=confirm_label,
-                           button_class=button_class, back_url=back_url)
+                           button_class=button_class, back_url=back_url,
+                           breadcrumbs=breadcrumbs)
 
     return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
@@ -300,6 +318,7 @@ class CustomerView(DomainModelView):
                       "reseller.company_name", "created_at")
     column_sortable_list = ("id", "company_name")
     column_formatters = {
+        "company_name": name_formatter("customer"),
         "reseller": link_formatter("reseller"),
         "admins": lambda v, c, m, n: ", ".join(a.email for a in m.admins),
     }
@@ -307,6 +326,8 @@ class CustomerView(DomainModelView):
                      "administrative_responsibility": "Administrative responsibility",
                      "admins": "Customer administrators"}
     details_template = "partners/customer_details.html"
+    #: the tabs of its page, each its own address (the first is the page's own)
+    record_tabs = CUSTOMER_TABS
 
     create_form_class = CustomerCreateForm
     edit_form_class = CustomerEditForm
@@ -327,27 +348,64 @@ class CustomerView(DomainModelView):
             fields["administrative_responsibility"] = form.administrative_responsibility.data
         return partners.update_customer(model, **fields, actor=current_user)
 
+    @expose("/details/")
+    @expose(f"/<{ID}:id>/")
+    @expose(f"/<{ID}:id>/<any({', '.join(CUSTOMER_TABS[1:])}):tab>")
+    def details_view(self, id=None, tab=None):
+        """A customer's page, one address per tab: ``/admin/customer/12/`` (details),
+        ``/12/subscriptions`` and ``/12/transactions``; an unknown tab is a 404. The old
+        ``details/?id=12&tab=...`` address moves to the tab's own."""
+        if id is None:
+            return self._moved_details()
+        customer = self.get_one(str(id))
+        if customer is None:
+            abort(404)
+        return self.render(self.details_template, model=customer, active_tab=tab or "details",
+                           details_columns=self._details_columns,
+                           get_value=self.get_detail_value,
+                           return_url=get_redirect_target() or self.get_url(".index_view"))
+
+    def _moved_details(self):
+        refusal = self._refuse_record_id()
+        if refusal is not None:
+            return refusal
+        key = self.record_key(request.args.get("id"))
+        if key is None or self.get_one(request.args["id"]) is None:
+            return super().details_view()  # no such customer: the list, with a message
+        tab = request.args.get("tab")
+        others = [(k, v) for k, v in request.args.items(multi=True) if k not in ("id", "tab")]
+        url = self.tab_url(key[0], tab if tab in CUSTOMER_TABS else "details")
+        return redirect(f"{url}?{urlencode(others)}" if others else url, 302)
+
+    def tab_url(self, customer_id: int, tab: str, **args) -> str:
+        """The address of one tab of a customer's page."""
+        return self.get_url(".details_view", id=customer_id,
+                            tab=None if tab == "details" else tab, **args)
+
     def render(self, template, **kwargs):
         if template == self.details_template and "model" in kwargs:
             customer = kwargs["model"]
-            tab = request.args.get("tab")
-            kwargs["active_tab"] = tab if tab in CUSTOMER_TABS else "details"
+            kwargs.setdefault("active_tab", "details")
+            back = return_target(referrer=False)
+            kwargs["tab_urls"] = {tab: self.tab_url(customer.id, tab, url=back)
+                                  for tab in CUSTOMER_TABS}
             subscriptions = select(Subscription).where(Subscription.customer_id == customer.id)
             kwargs["subscription_count"] = capped_count(subscriptions, Subscription.id)
-            kwargs["subscriptions"] = record_rows(
-                subscriptions.options(*SUBSCRIPTION_LOADS), SUBSCRIPTIONS_BY_ID,
-                prefix="subscriptions", url=self._details_page, tab="subscriptions")
-            kwargs["transactions"] = transaction_rows(
-                Transaction.customer_id == customer.id, url=self._details_page,
-                tab="transactions")
-            kwargs["refund_states"] = refund_states(self, kwargs["transactions"])
-            kwargs["transactions_url"] = customer_transactions_url(customer.id)
+            # Only the tab shown is read: each is its own address.
+            if kwargs["active_tab"] == "subscriptions":
+                kwargs["subscriptions"] = record_rows(
+                    subscriptions.options(*SUBSCRIPTION_LOADS), SUBSCRIPTIONS_BY_ID,
+                    prefix="subscriptions",
+                    url=lambda **args: self.tab_url(customer.id, "subscriptions", **args))
+            elif kwargs["active_tab"] == "transactions":
+                kwargs["transactions"] = transaction_rows(
+                    Transaction.customer_id == customer.id,
+                    url=lambda **args: self.tab_url(customer.id, "transactions", **args))
+                kwargs["refund_states"] = refund_states(self, kwargs["transactions"])
+                kwargs["transactions_url"] = customer_transactions_url(customer.id)
             kwargs["next_invoice_url"] = url_for("billing.next_invoice",
                                                  customer_id=customer.id)
         return super().render(template, **kwargs)
-
-    def _details_page(self, **args) -> str:
-        return self.get_url(".details_view", **args)
 
     @expose(f"/subscribe/<{ID}:customer_id>/", methods=("GET", "POST"))
     def subscribe_view(self, customer_id):
@@ -358,8 +416,10 @@ class CustomerView(DomainModelView):
             select(SubscriptionProduct).where(SubscriptionProduct.active.is_(True))
             .order_by(SubscriptionProduct.name)).all()
         product = _chosen(products, request.values.get("product_id"))
+        subscriptions_tab = self.tab_url(customer_id, "subscriptions")
         context = {"customer": customer, "products": products, "product": product,
-                   "cancel_url": self.get_url(".details_view", id=customer_id)}
+                   "cancel_url": came_from(subscriptions_tab),
+                   "breadcrumbs": then(customer_trail(customer), "Add subscription")}
         if product is None:
             return self.render("partners/subscription_form.html", form=None, **context)
         form = quantity_form(product.certificate_types, base=SubscriptionForm)(
@@ -380,15 +440,18 @@ class CustomerView(DomainModelView):
             apply=lambda _quote: subscriptions.add_subscription(
                 customer, product, **args, auto_renew=form.auto_renew.data,
                 actor=current_user),
-            landing=lambda subscription: url_for("subscription.details_view",
-                                                 id=subscription.id),
-            done=f"Subscription added for {customer.company_name}.")
+            landing=lambda _subscription: subscriptions_tab,
+            done=lambda subscription: Markup(
+                'Subscription <a href="{}">#{}</a> added for {}.').format(
+                url_for("subscription.details_view", id=subscription.id), subscription.id,
+                customer.company_name))
 
         def show_review(quote, token):
             return self.render(
                 "partners/quote_review.html", quote=quote, token=token, form=form,
                 title=f"Review: new subscription to {product.name} for {customer.company_name}",
-                auto_renew=form.auto_renew.data, back_url=context["cancel_url"])
+                auto_renew=form.auto_renew.data, back_url=context["cancel_url"],
+                breadcrumbs=context["breadcrumbs"])
 
         return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
@@ -417,7 +480,8 @@ class SubscriptionView(ReadOnlyModelView):
                       "product.name", "customer.company_name")
     column_searchable_list = ("customer.company_name",)
     column_sortable_list = ("id", "end_date")
-    column_formatters = {"customer": link_formatter("customer")}
+    column_formatters = {"customer": link_formatter("customer"),
+                         "product": link_formatter("subscriptionproduct")}
     column_labels = {"term_months": "Term (months)", "start_date": "Term start",
                      "end_date": "Term end (exclusive)"}
     details_template = "partners/subscription_details.html"
@@ -446,10 +510,12 @@ class SubscriptionView(ReadOnlyModelView):
         subscription = db.get_or_404(Subscription, subscription_id)
         form = quantity_form(subscription.product.certificate_types, base=InventoryForm)()
         details_url = self._details_url(subscription_id)
+        cancel_url = came_from(details_url)
+        crumbs = then(subscription_trail(subscription), "Add inventory")
 
         def show_form():
             return self.render("partners/inventory_form.html", subscription=subscription,
-                               form=form, cancel_url=details_url,
+                               form=form, cancel_url=cancel_url, breadcrumbs=crumbs,
                                current={f"qty_{row.certificate_type.code}": row.quantity
                                         for row in subscription.inventory})
 
@@ -468,7 +534,7 @@ class SubscriptionView(ReadOnlyModelView):
             return self.render(
                 "partners/quote_review.html", quote=quote, token=token, form=form,
                 title=f"Review: add inventory to subscription #{subscription.id}",
-                auto_renew=None, back_url=details_url)
+                auto_renew=None, back_url=cancel_url, breadcrumbs=crumbs)
 
         return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
@@ -483,10 +549,12 @@ class SubscriptionView(ReadOnlyModelView):
                              base=RenewalInventoryForm)(
             data={f"qty_{row.certificate_type.code}": row.renewal_quantity for row in rows})
         details_url = self._details_url(subscription_id)
+        cancel_url = came_from(details_url)
+        crumbs = then(subscription_trail(subscription), "Set renewal inventory")
 
         def show_form():
             return self.render("partners/renewal_form.html", subscription=subscription,
-                               form=form, cancel_url=details_url,
+                               form=form, cancel_url=cancel_url, breadcrumbs=crumbs,
                                current={f"qty_{row.certificate_type.code}": row.quantity
                                         for row in subscription.inventory})
 
@@ -505,7 +573,7 @@ class SubscriptionView(ReadOnlyModelView):
             return self.render(
                 "partners/renewal_review.html", review=review, token=token, form=form,
                 title=f"Review: renewal inventory of subscription #{subscription.id}",
-                back_url=details_url)
+                back_url=cancel_url, breadcrumbs=crumbs)
 
         return review_confirm(operation, form, show_form=show_form, show_review=show_review)
 
@@ -537,7 +605,9 @@ class SubscriptionView(ReadOnlyModelView):
         return status_change(self, operation, StatusChangeForm(),
                              title=f"Review: {verb} subscription #{subscription.id}",
                              confirm_label=f"{verb.capitalize()} subscription",
-                             button_class=button_class, back_url=details_url)
+                             button_class=button_class, back_url=came_from(details_url),
+                             breadcrumbs=then(subscription_trail(subscription),
+                                              verb.capitalize()))
 
 
 class InventoryView(DataTableView):

@@ -23,6 +23,7 @@ from ..permissions import Permission
 from .base import SecureBaseView, run_domain
 from .forms import ConsoleForm
 from .login import current_staff_session, required_roles, stage
+from .navigation import staff_trail, then
 
 #: the most staff members and sessions the page lists
 MAX_ROWS = 500
@@ -113,7 +114,8 @@ class SessionsView(SecureBaseView):
             "system/session_user.html", user=user,
             rows=sessions.active_sessions(self._lifetime(), user=user, limit=MAX_ROWS),
             ended=ended, enrolled=twofactor.is_enrolled(user), codes_left=codes_left,
-            required=twofactor.is_required(user, required_roles()), **self._context())
+            required=twofactor.is_required(user, required_roles()),
+            breadcrumbs=then(staff_trail(user), "Sessions"), **self._context())
 
     def _checked(self) -> bool:
         self.require(Permission.STAFF_WRITE)

@@ -36,10 +36,12 @@ from .base import (
     ReadOnlyModelView,
     SecureBaseView,
     fmt_datetime,
+    name_formatter,
     run_domain,
 )
 from .forms import MAX_ROW_ID, PASSWORD_RULES, ConsoleForm, NewPasswordForm, RecordIdsField
 from .login import current_staff_session
+from .navigation import came_from, staff_trail, then
 from .staff_sessions import SessionsView
 from .twofactor import TwoFactorView
 
@@ -108,6 +110,7 @@ class StaffUserView(DomainModelView):
     column_searchable_list = ("email", "name")
     column_filters = ("role", "active")
     column_default_sort = ("email", False)
+    column_formatters = {"email": name_formatter("staffuser")}
 
     form_base_class = ConsoleForm
     create_form_class = StaffCreateForm
@@ -182,6 +185,7 @@ class StaffUserView(DomainModelView):
                   "(Change password, at the top), which asks for your current one.", "error")
             return redirect(details_url, 303)
         form = ResetLinkForm()
+        crumbs = then(staff_trail(user), "Reset password")
         if request.method == "POST":
             if not form.validate_on_submit():
                 flash("The page was out of date, so no link was made. Press the button "
@@ -192,8 +196,10 @@ class StaffUserView(DomainModelView):
                 return redirect(details_url, 303)
             url = url_for("auth.reset_password", token=link.token, _external=True)
             return shown_once(self.render("system/staff_reset_link.html", user=user,
-                                          link=link, link_url=url, details_url=details_url))
+                                          link=link, link_url=url, details_url=details_url,
+                                          breadcrumbs=crumbs))
         return self.render("system/staff_reset_link.html", user=user, form=form, link=None,
+                           cancel_url=came_from(details_url), breadcrumbs=crumbs,
                            lifetime_minutes=int(staff.RESET_LINK_LIFETIME.total_seconds() // 60),
                            details_url=details_url)
 

@@ -8,6 +8,7 @@ Usage (a server from `make run` on 127.0.0.1:5000, and its admin login):
 from __future__ import annotations
 
 import os
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -30,11 +31,29 @@ def main() -> None:
         page.get_by_label("Password").fill(os.environ["ADMIN_PASSWORD"])
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url("**/admin/")
-        page.screenshot(path=HERE / "dashboard.png")
+        page.wait_for_selector("canvas")  # the monthly charts
+        page.wait_for_timeout(800)  # their first animation
+        page.screenshot(path=HERE / "dashboard.png", full_page=True)
+
+        # The top bar's search: a fragment of a company name, grouped results.
+        page.goto("/admin/customer/")
+        name = page.locator("table.model-list tbody td.col-company_name").first.inner_text()
+        page.locator("#global-search").fill(name.split()[0][:5])
+        page.keyboard.press("Enter")
+        page.wait_for_selector("[data-testid^=results-]")
+        page.screenshot(path=HERE / "search.png")
+
+        # A refund from the customer page: Refund on a charge, the counts filled in, Review.
+        page.goto("/admin/transaction/?flt0_kind_equals=charge")
+        page.locator("table.model-list tbody tr td.col-customer a").first.click()
+        page.get_by_role("tab", name=re.compile("Transactions")).click()
+        page.locator("[data-testid^=refund-]:is(a)").first.click()
+        page.get_by_role("button", name="Review refund").click()
+        page.screenshot(path=HERE / "refund-review.png")
 
         page.goto("/admin/customer/")
         page.locator("table.model-list a[title='View Record']").first.click()
-        page.get_by_role("tab", name="Subscriptions").click()
+        page.get_by_role("tab", name=re.compile("Subscriptions")).click()
         page.get_by_role("link", name="Add subscription").click()
         page.get_by_label("Product").select_option(index=1)
         page.get_by_role("button", name="Choose").click()

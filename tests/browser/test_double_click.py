@@ -63,7 +63,9 @@ def test_double_clicking_confirm_on_a_new_subscription_charges_once(appctx, sign
         "button => { button.click(); setTimeout(() => button.click(), 150); }")
     # The browser shows the answer to the second submission: the first one's result.
     expect(page.locator(".alert").filter(has_text="already applied")).to_be_visible()
-    expect(page.get_by_test_id("current-DV")).to_have_text("2")
+    # the customer's Subscriptions tab, with the one subscription
+    expect(page.get_by_test_id("subscriptions").locator("tbody tr")).to_have_count(1)
+    expect(page.get_by_test_id("subscriptions")).to_contain_text("DV 2 / 2")
     assert len(sent) == 2, sent
     with appctx():
         assert db.session.scalar(select(func.count(Subscription.id))) == 1

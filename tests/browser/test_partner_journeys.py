@@ -56,9 +56,25 @@ def test_support_adds_customer_and_backdated_subscription(appctx, sign_in):
         customer_id = customer.id
 
     # Save lands on the new customer, where the next step is
-    expect(page).to_have_url(re.compile(rf"/admin/customer/details/\?id={customer_id}$"))
-    page.get_by_role("tab", name="Subscriptions").click()
+    expect(page).to_have_url(re.compile(rf"/admin/customer/{customer_id}/$"))
+    breadcrumb = page.get_by_role("navigation", name="breadcrumb")
+    expect(breadcrumb).to_have_text(re.compile(r"Customers\s*Copperleaf Analytics"))
+    # up to the list by the breadcrumb, and back down by the customer's name
+    breadcrumb.get_by_role("link", name="Customers").click()
+    expect(page).to_have_url(re.compile(r"/admin/customer/$"))
+    page.get_by_role("link", name="Copperleaf Analytics", exact=True).click()
+    expect(page).to_have_url(re.compile(rf"/admin/customer/{customer_id}/\?url="))
+    # each tab is an address: a plain link, and a reload keeps it
+    page.get_by_role("link", name="Subscriptions (0)").click()
+    expect(page).to_have_url(re.compile(rf"/admin/customer/{customer_id}/subscriptions\?url="))
+    page.reload()
+    expect(page.get_by_role("link", name="Add subscription")).to_be_visible()
+    page.get_by_test_id("back").click()
+    expect(page).to_have_url(re.compile(r"/admin/customer/$"))
+    page.goto(f"/admin/customer/{customer_id}/subscriptions")
     page.get_by_role("link", name="Add subscription").click()
+    expect(page.get_by_role("navigation", name="breadcrumb")).to_have_text(
+        re.compile(r"Customers\s*Copperleaf Analytics\s*Add subscription"))
     page.get_by_label("Product").select_option(label="Business SSL")
     page.get_by_role("button", name="Choose").click()
 
@@ -77,10 +93,22 @@ def test_support_adds_customer_and_backdated_subscription(appctx, sign_in):
     expect(page.get_by_test_id("quote-total")).to_have_text(shown)
     page.get_by_role("button", name="Confirm").click()
 
-    expect(page.get_by_text("Subscription added for Copperleaf Analytics")).to_be_visible()
+    # back on the customer's Subscriptions tab, the new subscription listed
+    with appctx() as session:
+        subscription_id = session.scalar(select(Subscription.id))
+    expect(page).to_have_url(re.compile(rf"/admin/customer/{customer_id}/subscriptions$"))
+    expect(page.get_by_text("added for Copperleaf Analytics")).to_be_visible()
+    listed = page.get_by_test_id("subscriptions")
+    expect(listed).to_contain_text("Business SSL")
+    expect(page.get_by_role("link", name="Subscriptions (1)")).to_be_visible()
+    listed.get_by_role("link", name=f"#{subscription_id}").click()
     expect(page.get_by_test_id("current-DV")).to_have_text("10")
-    page.get_by_role("link", name="Copperleaf Analytics").first.click()
-    page.get_by_role("tab", name="Transactions & Refunds").click()
+    expect(page.get_by_role("navigation", name="breadcrumb")).to_have_text(
+        re.compile(rf"Customers\s*Copperleaf Analytics\s*Subscription #{subscription_id}"))
+    page.get_by_role("navigation", name="breadcrumb").get_by_role(
+        "link", name="Copperleaf Analytics").click()
+    page.get_by_role("link", name="Transactions & Refunds", exact=True).click()
+    expect(page).to_have_url(re.compile(rf"/admin/customer/{customer_id}/transactions$"))
     transactions = page.get_by_test_id("transactions")
     expect(transactions).to_contain_text("new subscription")
     expect(transactions).to_contain_text(shown)

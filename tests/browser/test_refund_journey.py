@@ -101,8 +101,8 @@ def test_finance_refunds_part_of_a_recent_charge_and_finds_it_on_the_next_invoic
 def test_finance_refunds_a_whole_charge_in_three_clicks_from_the_customer_page(appctx, sign_in):
     ids = _customer_with_charges(appctx)
     page = sign_in("finance")
-    page.goto(f"/admin/customer/details/?id={ids['customer']}")
-    page.get_by_role("tab", name="Transactions & Refunds").click()
+    page.goto(f"/admin/customer/{ids['customer']}/")
+    page.get_by_role("link", name="Transactions & Refunds", exact=True).click()
     expect(page.get_by_test_id(f"refund-cell-{ids['old']}")).to_have_text("window closed")
     expect(page.get_by_test_id(f"refund-{ids['old']}")).to_have_count(0)
 
@@ -116,7 +116,11 @@ def test_finance_refunds_a_whole_charge_in_three_clicks_from_the_customer_page(a
 
     expect(page.locator(".alert-success")).to_contain_text(
         f"Refunded T{ids['recent']}: $540.00 goes on the customer's next invoice.")
-    expect(page.get_by_test_id(f"state-{ids['recent']}")).to_contain_text("fully refunded")
+    # back on the customer's tab, where the charge now reads fully refunded
+    expect(page).to_have_url(re.compile(rf"/admin/customer/{ids['customer']}/transactions$"))
+    expect(page.get_by_test_id(f"refund-cell-{ids['recent']}")).to_have_text("fully refunded")
+    expect(page.get_by_test_id(f"refund-{ids['recent']}")).to_have_count(0)
+    page.goto(ids["url"])
     expect(page.get_by_test_id("process-refund")).to_have_count(0)
     expect(page.get_by_test_id("nothing-refundable")).to_be_visible()
     with appctx():
