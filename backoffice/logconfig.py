@@ -30,6 +30,14 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def _quieter(level: str, floor: str) -> str:
+    """``floor`` when ``level`` is between DEBUG and it (INFO), else ``level`` itself."""
+    numeric = logging.getLevelName(level)
+    if isinstance(numeric, int) and logging.DEBUG < numeric < logging.getLevelName(floor):
+        return floor
+    return level
+
+
 def logging_config(level: str = "INFO") -> dict:
     """The ``dictConfig`` schema: one stderr handler on the root logger at ``level``."""
     return {
@@ -47,6 +55,10 @@ def logging_config(level: str = "INFO") -> dict:
             },
         },
         "root": {"level": level, "handlers": ["stderr"]},
+        # APScheduler logs each start and end of the runner's two-second polls at INFO;
+        # the jobs log their own runs, so its executors speak from WARNING up unless
+        # debugging.
+        "loggers": {"apscheduler.executors": {"level": _quieter(level, "WARNING")}},
     }
 
 

@@ -21,10 +21,12 @@ PROJECT = Path(__file__).resolve().parent.parent
 def root_logger():
     """The root logger, put back as it was afterwards (pytest's own handlers included)."""
     root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    executors = logging.getLogger("apscheduler.executors")
+    handlers, level, executors_level = root.handlers[:], root.level, executors.level
     yield root
     root.handlers[:] = handlers
     root.setLevel(level)
+    executors.setLevel(executors_level)
 
 
 def test_configure_logging_sets_one_stderr_handler_at_info(root_logger, monkeypatch):
@@ -68,3 +70,13 @@ def test_the_app_entry_point_logs_at_info(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "INFO backoffice.probe: hello" in result.stderr
+
+
+@pytest.mark.parametrize(("level", "executors"), [
+    ("INFO", logging.WARNING), ("DEBUG", logging.DEBUG), ("ERROR", logging.ERROR)])
+def test_the_schedulers_poll_chatter_is_quiet_unless_debugging(root_logger, monkeypatch,
+                                                                level, executors):
+    monkeypatch.setenv("LOG_LEVEL", level)
+    configure_logging()
+    assert logging.getLogger("apscheduler.executors.default").getEffectiveLevel() == executors
+    assert logging.getLogger("backoffice.jobs").getEffectiveLevel() == logging.getLevelName(level)
