@@ -92,6 +92,8 @@ SAMPLE_ROWS = 30_000
 SLOW_SECONDS = 60.0
 MIN_REQUESTS = 5
 GROUPS = ("lists", "search", "records", "dashboard", "invoices")
+#: how a page shows an error: flashed (a refused argument, say) or on a form's field
+ERROR_MARKS = (b"alert-danger alert-dismissable", b'data-testid="error-')
 
 #: targets, in milliseconds of p95
 LIST_MS, LIST_AIM_MS, SEARCH_MS, RECORD_MS, PREVIEW_MS = 150, 100, 50, 150, 1000
@@ -164,7 +166,7 @@ class Bench:
         figure = Figure(label, response.status_code, len(sql), times)
         if response.status_code != 200:
             self.failures.append(f"{label}: {response.status_code} for {url}")
-        elif b"alert-danger" in response.data:
+        elif any(mark in response.data for mark in ERROR_MARKS):
             self.failures.append(f"{label}: the page shows an error message ({url})")
         if count != self.requests:
             figure.label += f" [{count} requests]"
@@ -173,9 +175,8 @@ class Bench:
     def show(self, figure: Figure, target: str = "", verdict: str = "") -> Figure:
         figure.target, figure.verdict = target, verdict
         self.figures.append(figure)
-        ratio = ""
         if self.floor is not None and figure is not self.floor:
-            ratio = (f"{figure.p50 / self.floor.p50:6.1f}x {figure.p95 / self.floor.p95:6.1f}x")
+            ratio = f"{figure.p50 / self.floor.p50:6.1f}x {figure.p95 / self.floor.p95:6.1f}x"
         else:
             ratio = f"{'(floor)':>14}"
         print(f"  {figure.label:58} {figure.status:3} {figure.statements:3} stmts "
