@@ -64,12 +64,14 @@ fmt: $(VENV)/.dev
 
 ## make bench: the benchmarks of bench/ against PostgreSQL databases of their own, which
 ## they empty or fill (created when missing). Figures, not pass/fail. bench_jobs seeds its
-## own data; bench_export runs on a `flask seed-scale` database (SCALE_ARGS, full size by
-## default: about 10 minutes the first time, nothing the next).
+## own data; bench_export and bench_pages run on a `flask seed-scale` database (SCALE_ARGS,
+## full size by default: about 10 minutes the first time, nothing the next); bench_pages
+## adds audit events to it until the log has PAGES_ARGS' number (once, about 2 minutes).
 BENCH_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/backoffice_bench
 SCALE_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/backoffice_scale
 JOBS_ARGS ?= --subscriptions 100000 --customers 50000
 SCALE_ARGS ?=
+PAGES_ARGS ?= --audit-events 500000
 CREATE_DB = $(BIN)/python -c "import sqlalchemy as sa, sys; u = sa.make_url(sys.argv[1]); \
 	c = sa.create_engine(u.set(database='postgres'), isolation_level='AUTOCOMMIT').connect(); \
 	c.exec_driver_sql('SELECT 1 FROM pg_database WHERE datname = %s', (u.database,)).first() \
@@ -81,6 +83,7 @@ bench: $(VENV)/.dev
 	DATABASE_URL=$(SCALE_DATABASE_URL) FLASK_DEBUG=1 $(BIN)/flask db upgrade
 	DATABASE_URL=$(SCALE_DATABASE_URL) FLASK_DEBUG=1 $(BIN)/flask seed-scale $(SCALE_ARGS)
 	DATABASE_URL=$(SCALE_DATABASE_URL) $(BIN)/python bench/bench_export.py
+	DATABASE_URL=$(SCALE_DATABASE_URL) $(BIN)/python bench/bench_pages.py $(PAGES_ARGS)
 
 ## make typecheck: mypy on backoffice/ (settings in pyproject.toml).
 typecheck: $(VENV)/.dev
