@@ -37,7 +37,7 @@ from backoffice.models import (
     Transaction,
 )
 from backoffice.views.base import EnumValueEqualFilter, leads_an_index
-from backoffice.views.paging import COUNT_CAP, SortKey
+from backoffice.views.paging import COUNT_CAP, SEARCH_COUNT_CAP, SortKey
 from tests import factories, volume
 from tests.queries import counted_statements
 from tests.test_list_params import filter_arg, flashes, model_views, view_of
@@ -323,6 +323,12 @@ def test_counts_exact_capped_and_from_the_page(app, appctx, world, client_as):
         "about ")
     refunds = client.get("/admin/transaction/", query_string={kind: "refund"})
     assert row_count(refunds.get_data(as_text=True)) == "0 rows"
+    # a search counts to SEARCH_COUNT_CAP: its matches are read one by one
+    with appctx() as session:
+        company = session.scalars(select(Transaction).limit(1)).one().customer.company_name
+    searched = client.get("/admin/transaction/", query_string={"search": company}
+                          ).get_data(as_text=True)
+    assert row_count(searched) == f"{SEARCH_COUNT_CAP:,}+ rows" == "1,000+ rows"
     one = client.get("/admin/profile/").get_data(as_text=True)
     assert row_count(one) == "1 row"
 

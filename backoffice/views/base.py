@@ -83,8 +83,10 @@ from .forms import ConsoleForm, has_control_characters
 from .labels import PeopleLabelsMixin
 from .navigation import here, return_target, then, trail
 from .paging import (
+    COUNT_CAP,
     KEYSET_ARGS,
     MAX_OFFSET_ROWS,
+    SEARCH_COUNT_CAP,
     RowCount,
     SortKey,
     as_column,
@@ -647,7 +649,8 @@ class ReadOnlyModelView(SecureMixin, PeopleLabelsMixin, ModelView):
             id_column = list(self.model.__table__.primary_key.columns)[0]
         if unfiltered:
             return table_count(query, id_column, self.model.__table__.name)
-        return capped_count(query, id_column)
+        searched = bool(request.args.get("search", "").strip())
+        return capped_count(query, id_column, SEARCH_COUNT_CAP if searched else COUNT_CAP)
 
     def _keyset_list(self, query, key: SortKey, page: int, size: int, unfiltered: bool):
         after = key.parse(request.args.get("after"))

@@ -8,8 +8,9 @@
 - **Tokens are checked strictly:** URL-safe base64 of ``[sort name, key, id]``, the key of
   the column's own type (an aware timestamp, a date, a whole number in the column's
   range, a string no longer than the column); anything else is no token.
-- **Counts.** A filtered or searched list counts at most :data:`COUNT_CAP` + 1 rows
-  (``SELECT count(*) FROM (… LIMIT 10001)``) and shows "10,000+" beyond; an unfiltered
+- **Counts.** A filtered list counts at most :data:`COUNT_CAP` + 1 rows
+  (``SELECT count(*) FROM (… LIMIT 10001)``) and shows "10,000+" beyond, a searched one
+  :data:`SEARCH_COUNT_CAP` + 1 ("1,000+"); an unfiltered
   list of a big table on PostgreSQL shows the planner's estimate ("about 10,234,567");
   a first page that is not full is its own exact count.
 """
@@ -36,6 +37,9 @@ from .forms import has_control_characters
 
 #: a filtered list counts this many rows at most, then says "10,000+"
 COUNT_CAP = 10_000
+#: a searched list counts this many at most, then says "1,000+": a fragment common enough
+#: to match more is typed further, and counting a search's matches reads each of them
+SEARCH_COUNT_CAP = 1_000
 #: a page number of a keyset list may reach this many rows deep (OFFSET); deeper pages
 #: are reached with Next
 MAX_OFFSET_ROWS = 10_000
@@ -60,10 +64,12 @@ class RowCount(int):
     """
 
     kind: str
+    cap: int
 
-    def __new__(cls, value: int, kind: str = "exact") -> RowCount:
+    def __new__(cls, value: int, kind: str = "exact", cap: int = COUNT_CAP) -> RowCount:
         count = super().__new__(cls, value)
         count.kind = kind
+        count.cap = cap
         return count
 
     @property
@@ -74,7 +80,7 @@ class RowCount(int):
     def label(self) -> str:
         locale = current_app.config.get("DISPLAY_LOCALE", "en_US")
         if self.kind == "capped":
-            return f"{format_decimal(COUNT_CAP, locale=locale)}+"
+            return f"{format_decimal(self.cap, locale=locale)}+"
         number = format_decimal(int(self), locale=locale)
         return f"about {number}" if self.kind == "estimate" else number
 
@@ -88,15 +94,15 @@ class RowCount(int):
         return f"RowCount({int(self)}, {self.kind!r})"
 
 
-def capped_count(query: Query | Select, id_column) -> RowCount:
-    """The rows of ``query`` counted up to COUNT_CAP + 1: exact below the cap, "10,000+"
-    at it. One statement, reading at most 10,001 rows whatever the table's size."""
+def capped_count(query: Query | Select, id_column, cap: int = COUNT_CAP) -> RowCount:
+    """The rows of ``query`` counted up to ``cap`` + 1: exact below the cap, "10,000+"
+    at it. One statement, reading at most cap + 1 rows whatever the table's size."""
     if isinstance(query, Query):
-        inner = query.with_entities(id_column).order_by(None).limit(COUNT_CAP + 1).subquery()
+        inner = query.with_entities(id_column).order_by(None).limit(cap + 1).subquery()
     else:
-        inner = query.with_only_columns(id_column).order_by(None).limit(COUNT_CAP + 1).subquery()
+        inner = query.with_only_columns(id_column).order_by(None).limit(cap + 1).subquery()
     value = db.session.scalar(select(func.count()).select_from(inner)) or 0
-    return RowCount(COUNT_CAP + 1, "capped") if value > COUNT_CAP else RowCount(value)
+    return RowCount(cap + 1, "capped", cap) if value > cap else RowCount(value, cap=cap)
 
 
 def estimated_rows(table_name: str) -> int | None:

@@ -8,7 +8,6 @@ Usage (a server from `make run` on 127.0.0.1:5000, and its admin login):
 from __future__ import annotations
 
 import os
-import re
 from datetime import date, timedelta
 from pathlib import Path
 
