@@ -60,11 +60,19 @@ class RowCount(int):
     """
 
     kind: str
+    #: a capped count's cap: it shows as "<cap>+"
+    cap: int
 
-    def __new__(cls, value: int, kind: str = "exact") -> RowCount:
+    def __new__(cls, value: int, kind: str = "exact", cap: int = COUNT_CAP) -> RowCount:
         count = super().__new__(cls, value)
         count.kind = kind
+        count.cap = cap
         return count
+
+    @classmethod
+    def up_to(cls, value: int, cap: int = COUNT_CAP) -> RowCount:
+        """A count taken over at most ``cap`` + 1 rows: exact up to ``cap``, "<cap>+" over."""
+        return cls(cap + 1, "capped", cap) if value > cap else cls(value)
 
     @property
     def exact(self) -> bool:
@@ -74,7 +82,7 @@ class RowCount(int):
     def label(self) -> str:
         locale = current_app.config.get("DISPLAY_LOCALE", "en_US")
         if self.kind == "capped":
-            return f"{format_decimal(COUNT_CAP, locale=locale)}+"
+            return f"{format_decimal(self.cap, locale=locale)}+"
         number = format_decimal(int(self), locale=locale)
         return f"about {number}" if self.kind == "estimate" else number
 
@@ -96,7 +104,7 @@ def capped_count(query: Query | Select, id_column) -> RowCount:
     else:
         inner = query.with_only_columns(id_column).order_by(None).limit(COUNT_CAP + 1).subquery()
     value = db.session.scalar(select(func.count()).select_from(inner)) or 0
-    return RowCount(COUNT_CAP + 1, "capped") if value > COUNT_CAP else RowCount(value)
+    return RowCount.up_to(value)
 
 
 def estimated_rows(table_name: str) -> int | None:
