@@ -179,8 +179,10 @@ def test_more_refund_windows_closing_than_the_cap_show_as_the_cap_plus(
             _charge_at(shop, NOW - timedelta(days=25, hours=hours))
         db.session.commit()
         assert dashboard.finance_queue(NOW)["closing_count"] == 3  # the cap and one
+    monkeypatch.setattr(dashboard, "LIST_SIZE", 1)
     html = client_as("finance").get("/admin/").get_data(as_text=True)
     assert 'data-testid="closing-count">2+<' in html
+    assert "The 1 closing first; 2+ in all." in html
 
 
 @pytest.mark.clock(NOW)
