@@ -252,7 +252,7 @@ def monthly_series(now: datetime | None = None, months: int = CHART_MONTHS, *,
     Finished months come from their ``MonthlyTotal`` rows; the months after the latest one
     summarized (the current month, and any finished month not summarized yet) are summed
     from the transactions. ``summaries=False`` sums every month from the transactions.
-    Two statements either way.
+    Two statements (one with ``summaries=False``), whatever the number of transactions.
     """
     now = now or utcnow()
     this_month = _first_of_month(now)
