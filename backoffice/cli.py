@@ -18,7 +18,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from . import audit, scale, staff, twofactor
+from . import audit, dashboard, scale, staff, twofactor
 from .demo import seed
 from .errors import DomainError
 from .extensions import db
@@ -119,6 +119,11 @@ def seed_scale_command(transactions: int, profiles: int, orders: int, customers:
             if stage.missing:
                 click.echo(f"{stage.label}: {stage.missing:,} added in "
                            f"{time.monotonic() - stage_started:,.0f} s")
+        # the finished months' totals, which the dashboard's charts read
+        totals = dashboard.summarize_finished_months()
+        db.session.commit()
+        if totals:
+            click.echo(f"Monthly totals: {totals:,} rows")
         scale.analyze()
         db.session.commit()
     except DomainError as exc:

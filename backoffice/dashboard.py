@@ -1,17 +1,23 @@
 """What each role's dashboard shows: its own work queue, anything that went wrong, and the
-last twelve months of revenue, refunds and renewals. Reads only.
+last twelve months of revenue, refunds and renewals. Reads only, but for
+:func:`summarize_finished_months`, which the nightly job runs.
 
-Every query is bounded: counts over indexed conditions, lists of at most ``LIST_SIZE``
-rows, sums within a date range or over rows not yet invoiced.
+Every query is bounded: counts over indexed conditions (the refund windows closing, over
+``CLOSING_CAP`` + 1 rows at most), lists of at most ``LIST_SIZE`` rows, sums within a date
+range or over rows not yet invoiced (partial indexes of migration 0007). The charts read
+finished months from their ``MonthlyTotal`` rows and sum only the rest live: the current
+month, and a finished month the nightly job has not summarized yet.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import case, exists, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload
 
 from .clock import utcnow
@@ -21,6 +27,7 @@ from .models import (
     JobRun,
     JobStatus,
     LegacyAccount,
+    MonthlyTotal,
     RequestStatus,
     Reseller,
     ResellerStatus,
@@ -40,6 +47,8 @@ LIST_SIZE = 10
 SOON = timedelta(days=7)
 #: months in the charts, the current one included
 CHART_MONTHS = 12
+#: the refund windows closing are counted up to this many, then shown as "1,000+"
+CLOSING_CAP = 1_000
 
 
 def _count(statement) -> int:
@@ -103,7 +112,8 @@ def finance_queue(now: datetime | None = None) -> dict:
         select(Transaction).where(*closing).options(joinedload(Transaction.customer))
         .order_by(Transaction.created_at, Transaction.id).limit(LIST_SIZE)).all()
     return {
-        "closing_count": _count(select(func.count(Transaction.id)).where(*closing)),
+        "closing_count": _count(select(func.count()).select_from(
+            select(Transaction.id).where(*closing).limit(CLOSING_CAP + 1).subquery())),
         "closing": [ClosingRefund(t, t.created_at + REFUND_WINDOW) for t in rows],
         "uninvoiced": _per_currency(
             select(Transaction.currency, func.sum(Transaction.amount))
@@ -189,22 +199,82 @@ def _month_of(column):
     return func.strftime("%Y-%m", column)
 
 
-def monthly_series(now: datetime | None = None, months: int = CHART_MONTHS) -> MonthlySeries:
-    """Revenue (charges), refunds and renewals for the last ``months`` months."""
-    now = now or utcnow()
-    first = (now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-             - relativedelta(months=months - 1))
-    labels = [f"{(first + relativedelta(months=i)):%Y-%m}" for i in range(months)]
-    index = {label: i for i, label in enumerate(labels)}
+def _first_of_month(moment: datetime) -> datetime:
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def _totals_by_month(*conditions) -> list[tuple]:
+    """(``YYYY-MM``, currency, kind, signed sum, renewals) of the transactions matching
+    ``conditions``, per month, currency and kind."""
     month = _month_of(Transaction.created_at).label("month")
-    rows = db.session.execute(
+    return [tuple(row) for row in db.session.execute(
         select(month, Transaction.currency, Transaction.kind,
                func.sum(Transaction.amount),
                func.sum(case((Transaction.reason == TransactionReason.RENEWAL, 1), else_=0)))
-        .where(Transaction.created_at >= first, Transaction.created_at <= now)
-        .group_by(month, Transaction.currency, Transaction.kind)).all()
+        .where(*conditions)
+        .group_by(month, Transaction.currency, Transaction.kind)).all()]
+
+
+def summarize_finished_months(now: datetime | None = None) -> int:
+    """Write the ``MonthlyTotal`` rows of every finished month not summarized yet (the
+    months after the latest one summarized, or all of them the first time); returns how
+    many rows were written. Running it again writes nothing; it does not commit.
+
+    A finished month never changes (transactions are dated when made and keep their
+    amount), so its rows are written once. Rows another run wrote meanwhile are left as
+    they are (``ON CONFLICT DO NOTHING``).
+    """
+    this_month = _first_of_month(now or utcnow())
+    latest = db.session.scalar(select(func.max(MonthlyTotal.month)))
+    conditions = [Transaction.created_at < this_month]
+    if latest is not None:
+        conditions.append(Transaction.created_at >= _midnight(latest + relativedelta(months=1)))
+    rows = [{"month": date(int(label[:4]), int(label[5:7]), 1), "currency": currency,
+             "kind": kind, "amount": int(amount or 0), "renewals": int(renewals or 0)}
+            for label, currency, kind, amount, renewals in _totals_by_month(*conditions)]
+    if not rows:
+        return 0
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    written = db.session.execute(
+        insert(MonthlyTotal).values(rows).on_conflict_do_nothing()
+        .returning(MonthlyTotal.month)).all()
+    return len(written)
+
+
+def monthly_series(now: datetime | None = None, months: int = CHART_MONTHS, *,
+                   summaries: bool = True) -> MonthlySeries:
+    """Revenue (charges), refunds and renewals for the last ``months`` months.
+
+    Finished months come from their ``MonthlyTotal`` rows; the months after the latest one
+    summarized (the current month, and any finished month not summarized yet) are summed
+    from the transactions. ``summaries=False`` sums every month from the transactions.
+    Two statements (one with ``summaries=False``), whatever the number of transactions.
+    """
+    now = now or utcnow()
+    this_month = _first_of_month(now)
+    first = this_month - relativedelta(months=months - 1)
+    labels = [f"{(first + relativedelta(months=i)):%Y-%m}" for i in range(months)]
+    index = {label: i for i, label in enumerate(labels)}
+    summarized: list[tuple] = []
+    if summaries:
+        summarized = [
+            (f"{month:%Y-%m}", currency, kind, amount, renewals)
+            for month, currency, kind, amount, renewals in db.session.execute(
+                select(MonthlyTotal.month, MonthlyTotal.currency, MonthlyTotal.kind,
+                       MonthlyTotal.amount, MonthlyTotal.renewals)
+                .where(MonthlyTotal.month >= first.date(),
+                       MonthlyTotal.month < this_month.date())).all()]
+    # Months are summarized oldest first, all at once: every month up to the latest row
+    # is summarized (one without transactions has no rows), none after it.
+    latest = max((label for label, *_rest in summarized), default=None)
+    live_from = first if latest is None else first + relativedelta(months=index[latest] + 1)
+    live = _totals_by_month(Transaction.created_at >= live_from, Transaction.created_at <= now)
     series = MonthlySeries(months=labels, renewals=[0] * months)
-    for label, currency, kind, amount, renewals in rows:
+    for label, currency, kind, amount, renewals in summarized + live:
         if label not in index:
             continue
         i = index[label]

@@ -29,7 +29,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from . import audit, checks, idempotency, invoicing, outbox, renewals
+from . import audit, checks, dashboard, idempotency, invoicing, outbox, renewals
 from .clock import today, utcnow
 from .extensions import db, mail
 from .models import JobLock, JobRun, JobRunner, JobStatus, OutboxEmail
@@ -87,11 +87,13 @@ def _deliver(message: OutboxEmail) -> None:
 
 
 def ledger_check() -> dict:
-    """Verify the books and commit the audit checkpoint (see ``checks.ledger_check``).
+    """Verify the books and commit the audit checkpoint (see ``checks.ledger_check``), and
+    sum the months that have finished into the dashboard's monthly totals.
 
     The checkpoint also goes to the log, a copy of the chain head outside the database.
     """
     result = checks.ledger_check()
+    result["monthly_totals"] = dashboard.summarize_finished_months()
     checkpoint = audit.last_checkpoint()
     head = (checkpoint.id, checkpoint.seq, checkpoint.hash) if checkpoint else None
     db.session.commit()

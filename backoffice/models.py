@@ -853,6 +853,17 @@ class Transaction(db.Model):
         Index("ix_transaction_created_at", "created_at", "id"),
         Index("ix_transaction_customer_created", "customer_id", "created_at", "id"),
         Index("ix_transaction_subscription_created", "subscription_id", "created_at", "id"),
+        # partial indexes for the dashboard: charges by date (refund windows closing),
+        # refunds by date (this month's refunds) and what is not invoiced yet, the last
+        # two holding what their sums read (PostgreSQL) so they read no table rows
+        Index("ix_transaction_charge_created", "created_at", "id",
+              postgresql_where=text("kind = 'charge'"), sqlite_where=text("kind = 'charge'")),
+        Index("ix_transaction_refund_created", "created_at",
+              postgresql_include=["currency", "amount"],
+              postgresql_where=text("kind = 'refund'"), sqlite_where=text("kind = 'refund'")),
+        Index("ix_transaction_uninvoiced", "currency", postgresql_include=["amount"],
+              postgresql_where=text("invoice_id IS NULL"),
+              sqlite_where=text("invoice_id IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -919,6 +930,26 @@ class TransactionLine(db.Model):
 
     transaction: Mapped[Transaction] = relationship(back_populates="lines")
     certificate_type: Mapped[CertificateType] = relationship()
+
+
+class MonthlyTotal(db.Model):
+    """A finished UTC month's transactions of one currency and kind, summed: what the
+    dashboard's charts read instead of the month's rows.
+
+    Written once, after the month ends (``dashboard.summarize_finished_months``), and
+    never changed: transactions keep their amount and are dated when made, so a finished
+    month gains none.
+    """
+
+    #: the first day of the month
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    kind: Mapped[TransactionKind] = mapped_column(
+        str_enum(TransactionKind, "transaction_kind"), primary_key=True)
+    #: signed minor units, the sum of the month's amounts (refunds negative)
+    amount: Mapped[int] = money(default=None)
+    #: how many of them were renewal charges
+    renewals: Mapped[int] = mapped_column(Integer)
 
 
 # --------------------------------------------------------------------------- cross-cutting

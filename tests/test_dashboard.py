@@ -12,7 +12,13 @@ from sqlalchemy import select
 
 from backoffice import accounts, dashboard, partners, renewals
 from backoffice.extensions import db
-from backoffice.models import JobRun, JobStatus, SubscriptionProduct, Transaction
+from backoffice.models import (
+    JobRun,
+    JobStatus,
+    MonthlyTotal,
+    SubscriptionProduct,
+    Transaction,
+)
 from backoffice.refunds import refund
 from tests import factories
 from tests.queries import counted_statements
@@ -163,6 +169,23 @@ def test_support_sees_the_oldest_open_requests_first(client_as, appctx):
     assert 'data-testid="open-requests">3<' in html
 
 
+@pytest.mark.clock(NOW)
+def test_more_refund_windows_closing_than_the_cap_show_as_the_cap_plus(
+        client_as, appctx, monkeypatch):
+    monkeypatch.setattr(dashboard, "CLOSING_CAP", 2)
+    with appctx():
+        shop = _shop()
+        for hours in (1, 2, 3):
+            _charge_at(shop, NOW - timedelta(days=25, hours=hours))
+        db.session.commit()
+        assert dashboard.finance_queue(NOW)["closing_count"] == 3  # the cap and one
+    monkeypatch.setattr(dashboard, "LIST_SIZE", 1)
+    html = client_as("finance").get("/admin/").get_data(as_text=True)
+    assert 'data-testid="closing-count">2+<' in html
+    assert "The 1 closing first; 2+ in all." in html
+
+
+@pytest.mark.clock(NOW)
 def test_the_dashboard_costs_the_same_with_more_rows(client_as, appctx):
     client = client_as("admin")
 
@@ -173,9 +196,102 @@ def test_the_dashboard_costs_the_same_with_more_rows(client_as, appctx):
 
     empty = statements()
     with appctx():
-        factories.catalog()
-        customer = factories.customer()
-        for day in range(1, 25):
+        customer = _shop()
+        for day in range(1, 90, 3):
             _charge_at(customer, NOW - timedelta(days=day))
         db.session.commit()
     assert statements() == empty
+    with appctx():
+        assert dashboard.summarize_finished_months() > 0
+        db.session.commit()
+    assert statements() == empty  # the finished months read from their totals
+
+
+# --------------------------------------------------------------------------- monthly totals
+
+
+def _shop(catalog: str = "business"):
+    factories.catalog(catalog)
+    return factories.customer("Acme Ltd")
+
+
+def _history(shop) -> None:
+    """Charges, refunds and renewals over fourteen months, in two currencies."""
+    euro = factories.customer("Euro GmbH", currency="EUR", country="DE")
+    for month in range(14):
+        moment = NOW - timedelta(days=31 * month + 2, hours=month)
+        charge = _charge_at(shop, moment, {"DV": 2 + month % 3})
+        if month % 2:
+            with time_machine.travel(moment + timedelta(days=1), tick=False):
+                refund(charge, {"DV": 1}, actor=None)
+        if month % 3 == 0:
+            _charge_at(euro, moment - timedelta(days=3), {"DV": 1})
+    _charge_at(shop, datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC))
+    _charge_at(shop, datetime(2026, 11, 1, 0, 0, tzinfo=UTC))
+    db.session.flush()
+
+
+@pytest.mark.clock(NOW)
+def test_series_from_the_monthly_totals_equals_the_series_summed_live(ctx):
+    _history(_shop("renewal"))
+    factories.subscribed_on(factories.customer("Renewing Inc"), date(2026, 5, 1),
+                            term_months=1)
+    with time_machine.travel(datetime(2026, 6, 2, 1, 0, tzinfo=UTC), tick=False):
+        renewals.renew_due_subscriptions()
+    db.session.flush()
+    live = dashboard.monthly_series(NOW, summaries=False)
+    assert dashboard.summarize_finished_months() > 0
+    months = db.session.scalars(select(MonthlyTotal.month).distinct()).all()
+    assert max(months) == date(2026, 10, 1)  # finished months only
+    assert dashboard.monthly_series(NOW) == live
+    assert sum(live.renewals) == 1 and live.refunds["USD"] and live.revenue["EUR"]
+    # and the finished months are read from the totals, not summed again
+    october = db.session.get(MonthlyTotal, (date(2026, 10, 1), "USD", "charge"))
+    october.amount += 100
+    db.session.flush()
+    changed = dashboard.monthly_series(NOW)
+    assert changed.revenue["USD"][-2] == live.revenue["USD"][-2] + 100
+    assert changed.revenue["USD"][-1] == live.revenue["USD"][-1]
+
+
+@pytest.mark.clock(NOW)
+def test_summarizing_again_writes_nothing(ctx):
+    _history(_shop())
+    written = dashboard.summarize_finished_months()
+    rows = db.session.scalars(select(MonthlyTotal)).all()
+    assert written == len(rows) > 0
+    assert dashboard.summarize_finished_months() == 0
+    assert len(db.session.scalars(select(MonthlyTotal)).all()) == len(rows)
+
+
+@pytest.mark.clock(NOW)
+def test_the_current_month_is_always_summed_live(ctx):
+    shop = _shop()
+    _history(shop)
+    dashboard.summarize_finished_months()
+    before = dashboard.monthly_series(NOW)
+    charge = _charge_at(shop, NOW - timedelta(hours=1))
+    db.session.flush()
+    after = dashboard.monthly_series(NOW)
+    assert after.revenue["USD"][-1] == before.revenue["USD"][-1] + charge.amount
+    assert after.revenue["USD"][:-1] == before.revenue["USD"][:-1]
+    assert dashboard.summarize_finished_months() == 0  # November is not finished
+
+
+def test_a_finished_month_not_summarized_yet_is_summed_live(ctx):
+    with time_machine.travel(NOW, tick=False):
+        shop = _shop()
+        _history(shop)
+        dashboard.summarize_finished_months()  # up to October
+    later = datetime(2027, 1, 10, tzinfo=UTC)
+    december = _charge_at(shop, datetime(2026, 12, 15, tzinfo=UTC))
+    db.session.flush()
+    with time_machine.travel(later, tick=False):
+        series = dashboard.monthly_series(later)
+        assert series == dashboard.monthly_series(later, summaries=False)
+        assert series.revenue["USD"][-2] == december.amount
+        # the next summary takes November and December, then nothing
+        assert dashboard.summarize_finished_months() > 0
+        assert max(db.session.scalars(select(MonthlyTotal.month))) == date(2026, 12, 1)
+        assert dashboard.monthly_series(later) == series
+        assert dashboard.summarize_finished_months() == 0

@@ -11,7 +11,7 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from backoffice import jobs, outbox, renewals, subscriptions
+from backoffice import dashboard, jobs, outbox, renewals, subscriptions
 from backoffice.clock import utcnow
 from backoffice.extensions import db
 from backoffice.models import (
@@ -19,6 +19,7 @@ from backoffice.models import (
     JobLock,
     JobRun,
     JobStatus,
+    MonthlyTotal,
     OutboxEmail,
     Subscription,
     Transaction,
@@ -296,6 +297,19 @@ def _over_refund(sub_id: int, *, quantity: int, amount: int) -> None:
                                    quantity=quantity, amount=-amount, full_amount=-amount,
                                    days_charged=1, days_in_term=1, refunded_line_id=line.id))
     db.session.commit()
+
+
+def test_ledger_check_run_sums_the_finished_months_once(ctx, catalog):
+    with moment(2026, 9, 15, 10, 0):
+        factories.subscribed_on(factories.customer(), start=date(2026, 9, 15))
+        db.session.commit()
+    with moment(2026, 11, 22, 2, 30):
+        run = jobs.run_job("ledger_check")
+        assert run.details["monthly_totals"] == 1  # September's charges; October had none
+        assert [(t.month, t.kind.value) for t in db.session.scalars(select(MonthlyTotal))] \
+            == [(date(2026, 9, 1), "charge")]
+        assert jobs.run_job("ledger_check").details["monthly_totals"] == 0
+        assert dashboard.monthly_series() == dashboard.monthly_series(summaries=False)
 
 
 def test_ledger_check_finds_lines_refunded_beyond_quantity_or_amount(app, ctx, catalog,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from backoffice import accounts, scale
+from backoffice import accounts, dashboard, scale
 from backoffice.checks import ledger_check
 from backoffice.extensions import db
 from backoffice.models import (
@@ -202,6 +202,9 @@ def test_seed_scale_fills_the_targets_by_the_rules(app, appctx):
         assert session.scalar(sa.select(sa.func.count(CreditEntry.id))) > 0
         assert any(p.credit_balance > 0 for p in session.scalars(sa.select(Profile)))
         _check_books(NOW)
+        # the finished months are summed for the dashboard's charts
+        assert "Monthly totals: " in output and counts["monthly_total"] > 0
+        assert dashboard.monthly_series(NOW) == dashboard.monthly_series(NOW, summaries=False)
 
 
 def test_seed_scale_again_adds_nothing(app, appctx):

@@ -450,6 +450,9 @@ class ConsoleIndexView(SecureMixin, AdminIndexView):
             "finance": dashboard.finance_queue()
             if self.can(Permission.REFUND_WRITE) else None,
         }
+        if sections["finance"] is not None:  # counted over CLOSING_CAP + 1 rows at most
+            sections["finance"]["closing_count"] = RowCount.up_to(
+                sections["finance"]["closing_count"], dashboard.CLOSING_CAP)
         series = (dashboard.monthly_series().for_chart()
                   if self.can(Permission.REPORT_EXPORT) else None)
         return self.render("admin/index.html", sections=sections, series=series,

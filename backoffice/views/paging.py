@@ -64,6 +64,7 @@ class RowCount(int):
     """
 
     kind: str
+    #: a capped count's cap: it shows as "<cap>+"
     cap: int
 
     def __new__(cls, value: int, kind: str = "exact", cap: int = COUNT_CAP) -> RowCount:
@@ -71,6 +72,11 @@ class RowCount(int):
         count.kind = kind
         count.cap = cap
         return count
+
+    @classmethod
+    def up_to(cls, value: int, cap: int = COUNT_CAP) -> RowCount:
+        """A count taken over at most ``cap`` + 1 rows: exact up to ``cap``, "<cap>+" over."""
+        return cls(cap + 1, "capped", cap) if value > cap else cls(value, cap=cap)
 
     @property
     def exact(self) -> bool:
@@ -102,7 +108,7 @@ def capped_count(query: Query | Select, id_column, cap: int = COUNT_CAP) -> RowC
     else:
         inner = query.with_only_columns(id_column).order_by(None).limit(cap + 1).subquery()
     value = db.session.scalar(select(func.count()).select_from(inner)) or 0
-    return RowCount(cap + 1, "capped", cap) if value > cap else RowCount(value, cap=cap)
+    return RowCount.up_to(value, cap)
 
 
 def estimated_rows(table_name: str) -> int | None:
