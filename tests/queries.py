@@ -30,38 +30,32 @@ def ledger_sum(profile: Profile) -> int:
 _HARNESS = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
 
 
-@contextmanager
-def counted_statements() -> Iterator[list[str]]:
-    """The SQL statements every engine runs while the block runs (savepoints left out):
-    ``with counted_statements() as sql: client.get(...)``, then ``len(sql)``."""
-    statements: list[str] = []
+class SentStatement(str):
+    """One statement sent to the database, with ``parameters``: how many it carried (an
+    executemany, or a multi-row INSERT, is one statement: what a round trip costs, not
+    how many rows it holds)."""
 
-    def count(_conn, _cursor, statement, _parameters, _context, _executemany):
+    parameters: int
+
+    def __new__(cls, sql: str, parameters: int) -> SentStatement:
+        statement = super().__new__(cls, sql)
+        statement.parameters = parameters
+        return statement
+
+
+@contextmanager
+def counted_statements() -> Iterator[list[SentStatement]]:
+    """The SQL statements every engine runs while the block runs (savepoints left out):
+    ``with counted_statements() as sql: client.get(...)``, then ``len(sql)``; each is
+    its text, with ``.parameters``."""
+    statements: list[SentStatement] = []
+
+    def count(_conn, _cursor, statement, parameters, _context, _executemany):
         if not statement.lstrip().upper().startswith(_HARNESS):
-            statements.append(statement)
+            statements.append(SentStatement(statement, len(parameters or ())))
 
     event.listen(Engine, "before_cursor_execute", count)
     try:
         yield statements
     finally:
         event.remove(Engine, "before_cursor_execute", count)
-
-
-@contextmanager
-def statements() -> Iterator[list[tuple[str, int]]]:
-    """Record every SQL statement the block sends, with its number of parameters.
-
-    An executemany, or a batch of multi-row INSERT, counts once per statement sent to the
-    database: what a round trip costs, not how many rows it carries.
-    """
-    seen: list[tuple[str, int]] = []
-    bind = db.session.get_bind()
-
-    def record(_conn, _cursor, statement, parameters, _context, _executemany):
-        seen.append((statement, len(parameters or ())))
-
-    event.listen(bind, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(bind, "before_cursor_execute", record)

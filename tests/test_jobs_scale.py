@@ -40,7 +40,7 @@ from backoffice.models import (
 from backoffice.renewals import renew_due_subscriptions
 from tests import factories
 from tests.conftest import audit_guard_lifted
-from tests.queries import statements
+from tests.queries import counted_statements
 from tests.test_renewals_concurrency import FIRST_END, _bulk_due_subscriptions
 
 NOVEMBER = date(2026, 11, 1)
@@ -64,7 +64,7 @@ def _renewal_counts() -> tuple[int, int, int]:
 
 def _renewal_statements(count: int) -> int:
     _bulk_due_subscriptions(count)
-    with statements() as seen:
+    with counted_statements() as seen:
         counts = renew_due_subscriptions(today=FIRST_END, chunk_size=count)
     assert counts["renewed"] == count and counts["failed"] == 0
     assert verify_chain() == []
@@ -286,7 +286,7 @@ def _november_customers(count: int) -> list[int]:
 
 def _invoicing_statements(count: int) -> int:
     _november_customers(count)
-    with time_machine.travel(DEC_1, tick=False), statements() as seen:
+    with time_machine.travel(DEC_1, tick=False), counted_statements() as seen:
         issued = sum(invoicing.issue_in_chunks(month=NOVEMBER, chunk_size=count))
     assert issued == count
     return len(seen)
@@ -344,7 +344,7 @@ def test_the_monthly_invoices_page_shows_a_sample_and_totals_without_a_list_of_i
     with appctx():
         _november_customers(150)
     client = client_as("finance")
-    with appctx(), statements() as seen:  # the requests share the test's connection
+    with appctx(), counted_statements() as seen:  # the requests share the test's connection
         page = client.get("/admin/billing/monthly-invoices/?month=2026-11")
     html = page.get_data(as_text=True)
     assert page.status_code == 200
@@ -352,7 +352,7 @@ def test_the_monthly_invoices_page_shows_a_sample_and_totals_without_a_list_of_i
     assert "The first 100 of 150 customers" in html
     assert "Customer 00099" in html and "Customer 00100" not in html
     assert "$33,000.00" in html  # 150 x 220.00
-    assert seen and max(parameters for _sql, parameters in seen) < 20, seen
+    assert seen and max(sent.parameters for sent in seen) < 20, seen
     with appctx(), time_machine.travel(DEC_1, tick=False):
         assert len(invoicing.issue_monthly_invoices(month=NOVEMBER)) == 150
         db.session.commit()
