@@ -2,7 +2,7 @@
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-12 09:00:00.000000
+Create Date: 2026-12-04 19:30:00.000000
 
 ``monthly_total``: each finished UTC month's transactions summed per currency and kind,
 which the dashboard's twelve-month charts read instead of the rows (the current month
