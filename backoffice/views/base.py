@@ -79,7 +79,7 @@ from ..extensions import db
 from ..formats import format_day, format_moment
 from ..money import format_money
 from ..permissions import Permission, has_permission
-from .forms import ConsoleForm, has_control_characters
+from .forms import CONTROL_ANY, ConsoleForm, has_control_characters
 from .labels import PeopleLabelsMixin
 from .navigation import here, return_target, then, trail
 from .paging import (
@@ -253,14 +253,13 @@ MAX_RECORD_ID = 200
 
 _PAGE = re.compile(r"[0-9]{1,7}")
 #: control characters, line breaks and tabs included (none belongs in an address)
-_CONTROL_ANY = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _WHOLE_NUMBER = re.compile(r"-?[0-9]{1,19}")
 _LIST_FILTERS = (FilterInList, BaseIntListFilter, BaseFloatListFilter)
 
 
 def shown(value, limit: int = 40) -> str:
     """A value from an address, safe and short enough to quote in a message."""
-    text = _CONTROL_ANY.sub("?", str(value))
+    text = CONTROL_ANY.sub("?", str(value))
     return text if len(text) <= limit else text[:limit] + "…"
 
 
@@ -412,7 +411,7 @@ class SecureMixin:
         # cannot carry (a line break there is an error) or no page of ours makes. (A list
         # only passes it on, and leaves it out like any other bad argument.)
         targets = request.values.getlist("url") if name != "index_view" else []
-        if response is None and any(_CONTROL_ANY.search(target) or len(target) > MAX_ARGUMENT
+        if response is None and any(CONTROL_ANY.search(target) or len(target) > MAX_ARGUMENT
                                     for target in targets):
             abort(400, "The return address in this link is not one the console makes. Open "
                        "the page again from the menu.")

@@ -46,6 +46,9 @@ from ..validation import MAX_QUANTITY
 
 #: Unicode control characters a staff member never means to type (tab, LF, CR allowed)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+#: every Unicode control character, tab and newlines too: none belongs in an address or
+#: an argument of one
+CONTROL_ANY = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DIGITS = re.compile(r"[0-9]{1,18}")
 
 CONTROL_MESSAGE = "Remove the control characters (such as NUL) from this field."

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -36,6 +35,7 @@ from ..models import (
     Subscription,
     Transaction,
 )
+from .forms import CONTROL_ANY
 
 #: one step of a trail: its label and address (None for the page itself)
 Crumb = tuple[str, str | None]
@@ -44,7 +44,6 @@ Crumb = tuple[str, str | None]
 CONSOLE_PATH = "/admin"
 #: the longest return address kept (as every other argument of an address)
 MAX_RETURN = 2_000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 # --------------------------------------------------------------------------- trails
@@ -150,7 +149,7 @@ def then(crumbs: list[Crumb], *labels: str) -> list[Crumb]:
 def safe_return(target: str | None) -> str | None:
     """``target`` when it is a console page of this site written as a relative path
     (``/admin/...``, with its query), else None."""
-    if not target or len(target) > MAX_RETURN or _CONTROL.search(target) or "\\" in target:
+    if not target or len(target) > MAX_RETURN or CONTROL_ANY.search(target) or "\\" in target:
         return None
     if not target.startswith("/") or target.startswith("//"):
         return None
