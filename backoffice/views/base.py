@@ -637,24 +637,26 @@ class ReadOnlyModelView(SecureMixin, PeopleLabelsMixin, ModelView):
                                             exact_match=True)
                 return g.console_listing.count, found
             query = self.apply_search(query, search)
+        # a search's matches are counted one by one: it counts to fewer than a filter
+        cap = SEARCH_COUNT_CAP if search and self._search_supported else COUNT_CAP
         if key is not None:
-            rows, listing = self._keyset_list(query, key, page or 0, size, unfiltered)
+            rows, listing = self._keyset_list(query, key, page or 0, size, unfiltered, cap)
         else:
             rows, listing = self._numbered_list(query, sort_column, sort_desc, page or 0,
-                                                size, unfiltered)
+                                                size, unfiltered, cap)
         g.console_listing = listing
         return listing.count, rows
 
-    def _count(self, query, unfiltered: bool) -> RowCount:
+    def _count(self, query, unfiltered: bool, cap: int) -> RowCount:
         id_column = self._id_column()
         if id_column is None:
             id_column = list(self.model.__table__.primary_key.columns)[0]
         if unfiltered:
             return table_count(query, id_column, self.model.__table__.name)
-        searched = bool(request.args.get("search", "").strip())
-        return capped_count(query, id_column, SEARCH_COUNT_CAP if searched else COUNT_CAP)
+        return capped_count(query, id_column, cap)
 
-    def _keyset_list(self, query, key: SortKey, page: int, size: int, unfiltered: bool):
+    def _keyset_list(self, query, key: SortKey, page: int, size: int, unfiltered: bool,
+                     cap: int):
         after = key.parse(request.args.get("after"))
         before = None if after else key.parse(request.args.get("before"))
         offset = page * size if after is None and before is None else 0
@@ -668,11 +670,11 @@ class ReadOnlyModelView(SecureMixin, PeopleLabelsMixin, ModelView):
             if result.is_first and result.next_token is None:
                 count = RowCount(len(result.rows))  # the whole list is on this page
             else:
-                count = self._count(query, unfiltered)
+                count = self._count(query, unfiltered, cap)
         else:
             # Counted first: when the matches are few enough to count, the page is
             # ordered from them rather than found by reading the sort index.
-            count = self._count(query, unfiltered)
+            count = self._count(query, unfiltered, cap)
             source = (within_matches(query, key, self.model, self.list_loads())
                       if count.exact else query.options(*self.list_loads()))
             result = keyset_page(source, key, size=size, after=after, before=before,
@@ -685,7 +687,7 @@ class ReadOnlyModelView(SecureMixin, PeopleLabelsMixin, ModelView):
         return result.rows, listing
 
     def _numbered_list(self, query, sort_column, sort_desc, page: int, size: int,
-                       unfiltered: bool):
+                       unfiltered: bool, cap: int):
         query, _joins = self._apply_sorting(query, {}, sort_column, sort_desc)
         query = query.order_by(*self.model.__table__.primary_key.columns)
         rows = query.options(*self.list_loads()).limit(size + 1).offset(page * size).all()
@@ -694,7 +696,7 @@ class ReadOnlyModelView(SecureMixin, PeopleLabelsMixin, ModelView):
         if page == 0 and not has_next:
             count = RowCount(len(rows))
         else:
-            count = self._count(query.order_by(None), unfiltered)
+            count = self._count(query.order_by(None), unfiltered, cap)
         return rows, Listing(count, keyset=False, has_next=has_next)
 
     def _page_url(self, **position: str | None) -> str:
