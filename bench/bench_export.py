@@ -43,14 +43,14 @@ from sqlalchemy import func, select, text
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from backoffice import create_app, reports, staff  # noqa: E402
+from seeded import ENVIRONMENT, add_database_argument, seeded_app  # noqa: E402
+
+from backoffice import reports, staff  # noqa: E402
 from backoffice.extensions import db  # noqa: E402
 from backoffice.models import StaffUser, Transaction  # noqa: E402
 from backoffice.reports import ReportFilters  # noqa: E402
 
 BENCH_EMAIL = "bench-export@bench.example"
-#: two-factor sign-in is not what is measured
-ENVIRONMENT = {"TWO_FACTOR_REQUIRED_ROLES": "", "SCHEDULER_ENABLED": "0"}
 
 
 def _timed(chunks: Iterable[bytes]) -> tuple[float, int, str]:
@@ -149,15 +149,9 @@ def main() -> None:
                         help="rows the Python writer exports (it is about ten times slower)")
     parser.add_argument("--no-gunicorn", action="store_true",
                         help="skip the export through gunicorn")
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""),
-                        help="the seeded database (default: DATABASE_URL)")
+    add_database_argument(parser)
     options = parser.parse_args()
-    os.environ["DATABASE_URL"] = options.database_url
-    os.environ.update(ENVIRONMENT)
-    os.environ.setdefault("SECRET_KEY", secrets.token_hex(16))
-    app = create_app()
-    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        raise SystemExit("set DATABASE_URL to a seeded PostgreSQL database (flask seed-scale)")
+    app = seeded_app(options.database_url)
     password = _bench_password(app)
     print(f"Export against COPY on {app.config['SQLALCHEMY_DATABASE_URI'].split('@')[-1]}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")

@@ -63,7 +63,9 @@ from sqlalchemy import func, literal, select, text, tuple_
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from backoffice import audit, create_app, invoicing, staff  # noqa: E402
+from seeded import add_database_argument, seeded_app  # noqa: E402
+
+from backoffice import audit, invoicing, staff  # noqa: E402
 from backoffice.clock import today  # noqa: E402
 from backoffice.extensions import db  # noqa: E402
 from backoffice.models import (  # noqa: E402
@@ -82,8 +84,6 @@ from backoffice.views.paging import SortKey, estimated_rows  # noqa: E402
 from tests.queries import counted_statements  # noqa: E402
 
 ROLES = ("admin", "finance", "support")
-#: two-factor sign-in is not what is measured
-ENVIRONMENT = {"TWO_FACTOR_REQUIRED_ROLES": "", "SCHEDULER_ENABLED": "0"}
 #: the big lists, in the order they are printed
 LISTS = (Transaction, Order, Profile, AuditEvent, CreditEntry, Invoice)
 #: rows read from a table to place the middle and deep positions
@@ -569,18 +569,12 @@ def main() -> None:
                         help="add audit events until the log has this many first")
     parser.add_argument("--no-vacuum", action="store_true",
                         help="measure a database never vacuumed as it is")
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""),
-                        help="the seeded database (default: DATABASE_URL)")
+    add_database_argument(parser)
     options = parser.parse_args()
     groups = {g.strip() for g in options.only.split(",") if g.strip()}
     if groups - set(GROUPS):
         parser.error(f"unknown groups: {', '.join(sorted(groups - set(GROUPS)))}")
-    os.environ["DATABASE_URL"] = options.database_url
-    os.environ.update(ENVIRONMENT)
-    os.environ.setdefault("SECRET_KEY", secrets.token_hex(16))
-    app = create_app()
-    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        raise SystemExit("set DATABASE_URL to a seeded PostgreSQL database (flask seed-scale)")
+    app = seeded_app(options.database_url)
     with app.app_context():
         if options.audit_events:
             fill_audit_log(options.audit_events)
