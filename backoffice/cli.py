@@ -18,7 +18,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from . import audit, dashboard, scale, staff, twofactor
+from . import audit, scale, staff, summaries, twofactor
 from .demo import seed
 from .errors import DomainError
 from .extensions import db
@@ -119,11 +119,12 @@ def seed_scale_command(transactions: int, profiles: int, orders: int, customers:
             if stage.missing:
                 click.echo(f"{stage.label}: {stage.missing:,} added in "
                            f"{time.monotonic() - stage_started:,.0f} s")
-        # the finished months' totals, which the dashboard's charts read
-        totals = dashboard.summarize_finished_months()
+        # the finished months' sums, which the dashboard and the monthly invoices read
+        written = summaries.summarize_finished_days()
         db.session.commit()
-        if totals:
-            click.echo(f"Monthly totals: {totals:,} rows")
+        if any(written):
+            click.echo(f"Monthly totals: {written.monthly_totals:,} rows; customer month "
+                       f"totals: {written.customer_month_totals:,} rows")
         scale.analyze()
         db.session.commit()
     except DomainError as exc:

@@ -1,29 +1,28 @@
 """What each role's dashboard shows: its own work queue, anything that went wrong, and the
-last twelve months of revenue, refunds and renewals. Reads only, but for
-:func:`summarize_finished_months`, which the nightly job runs.
+last twelve months of revenue, refunds and renewals. Reads only.
 
 Every query is bounded: counts over indexed conditions (the refund windows closing, over
 ``CLOSING_CAP`` + 1 rows at most), lists of at most ``LIST_SIZE`` rows, sums within a date
-range or over rows not yet invoiced (partial indexes of migration 0007). The charts read
-finished months from their ``MonthlyTotal`` rows and sum only the rest live: the current
-month, and a finished month the nightly job has not summarized yet.
+range. Sums over many months read the finished months' rows (``summaries``): the charts
+their ``MonthlyTotal`` rows, what is not invoiced yet the ``CustomerMonthTotal`` rows
+still to invoice. Only the rest is summed live, by the partial indexes of migrations 0007
+and 0008: the current month, and a finished month the nightly job has not summarized yet.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import case, exists, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import exists, func, select, union_all
 from sqlalchemy.orm import joinedload
 
 from .clock import utcnow
 from .extensions import db
 from .models import (
     CorporateRequest,
+    CustomerMonthTotal,
     JobRun,
     JobStatus,
     LegacyAccount,
@@ -36,10 +35,10 @@ from .models import (
     Transaction,
     TransactionKind,
     TransactionLine,
-    TransactionReason,
 )
 from .money import to_decimal
 from .refunds import REFUND_WINDOW
+from .summaries import first_of_month, summarized_until, totals_by_month
 
 #: the most rows a dashboard list shows (the page it links to has the rest)
 LIST_SIZE = 10
@@ -115,9 +114,7 @@ def finance_queue(now: datetime | None = None) -> dict:
         "closing_count": _count(select(func.count()).select_from(
             select(Transaction.id).where(*closing).limit(CLOSING_CAP + 1).subquery())),
         "closing": [ClosingRefund(t, t.created_at + REFUND_WINDOW) for t in rows],
-        "uninvoiced": _per_currency(
-            select(Transaction.currency, func.sum(Transaction.amount))
-            .where(Transaction.invoice_id.is_(None)).group_by(Transaction.currency)),
+        "uninvoiced": _uninvoiced(),
         "refunds_this_month": _per_currency(
             select(Transaction.currency, -func.sum(Transaction.amount))
             .where(Transaction.kind == TransactionKind.REFUND,
@@ -127,6 +124,23 @@ def finance_queue(now: datetime | None = None) -> dict:
             Subscription.status == SubscriptionStatus.ACTIVE, Subscription.auto_renew,
             Subscription.end_date <= (now + SOON).date())),
     }
+
+
+def _uninvoiced() -> dict[str, int]:
+    """What no invoice carries yet, per currency: the customer totals still to invoice,
+    and the transactions made since the summaries' mark."""
+    since = summarized_until()
+    live = select(Transaction.currency, Transaction.amount).where(
+        Transaction.invoice_id.is_(None))
+    if since is None:
+        rows = live.subquery()
+    else:
+        rows = union_all(
+            select(CustomerMonthTotal.currency, CustomerMonthTotal.amount)
+            .where(CustomerMonthTotal.invoice_id.is_(None)),
+            live.where(Transaction.created_at >= since)).subquery()
+    return _per_currency(select(rows.c.currency, func.sum(rows.c.amount))
+                         .group_by(rows.c.currency))
 
 
 # --------------------------------------------------------------------------- admin
@@ -192,87 +206,33 @@ class MonthlySeries:
                 "refunds": major(self.refunds), "renewals": self.renewals}
 
 
-def _month_of(column):
-    """The UTC month of a timestamp column, as the database can group by it."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM")
-    return func.strftime("%Y-%m", column)
-
-
-def _first_of_month(moment: datetime) -> datetime:
-    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
-
-
-def _totals_by_month(*conditions) -> list[tuple]:
-    """(``YYYY-MM``, currency, kind, signed sum, renewals) of the transactions matching
-    ``conditions``, per month, currency and kind."""
-    month = _month_of(Transaction.created_at).label("month")
-    return [tuple(row) for row in db.session.execute(
-        select(month, Transaction.currency, Transaction.kind,
-               func.sum(Transaction.amount),
-               func.sum(case((Transaction.reason == TransactionReason.RENEWAL, 1), else_=0)))
-        .where(*conditions)
-        .group_by(month, Transaction.currency, Transaction.kind)).all()]
-
-
-def summarize_finished_months(now: datetime | None = None) -> int:
-    """Write the ``MonthlyTotal`` rows of every finished month not summarized yet (the
-    months after the latest one summarized, or all of them the first time); returns how
-    many rows were written. Running it again writes nothing; it does not commit.
-
-    A finished month never changes (transactions are dated when made and keep their
-    amount), so its rows are written once. Rows another run wrote meanwhile are left as
-    they are (``ON CONFLICT DO NOTHING``).
-    """
-    this_month = _first_of_month(now or utcnow())
-    latest = db.session.scalar(select(func.max(MonthlyTotal.month)))
-    conditions = [Transaction.created_at < this_month]
-    if latest is not None:
-        conditions.append(Transaction.created_at >= _midnight(latest + relativedelta(months=1)))
-    rows = [{"month": date(int(label[:4]), int(label[5:7]), 1), "currency": currency,
-             "kind": kind, "amount": int(amount or 0), "renewals": int(renewals or 0)}
-            for label, currency, kind, amount, renewals in _totals_by_month(*conditions)]
-    if not rows:
-        return 0
-    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    written = db.session.execute(
-        insert(MonthlyTotal).values(rows).on_conflict_do_nothing()
-        .returning(MonthlyTotal.month)).all()
-    return len(written)
-
-
 def monthly_series(now: datetime | None = None, months: int = CHART_MONTHS, *,
                    summaries: bool = True) -> MonthlySeries:
     """Revenue (charges), refunds and renewals for the last ``months`` months.
 
-    Finished months come from their ``MonthlyTotal`` rows; the months after the latest one
-    summarized (the current month, and any finished month not summarized yet) are summed
-    from the transactions. ``summaries=False`` sums every month from the transactions.
-    Two statements (one with ``summaries=False``), whatever the number of transactions.
+    The days summarized come from the ``MonthlyTotal`` rows, and only the transactions
+    made since the summaries' mark (the current day, when the nightly job has run) are
+    summed live. ``summaries=False`` sums every month from the transactions. Three
+    statements (one with ``summaries=False``), whatever the number of transactions.
     """
     now = now or utcnow()
-    this_month = _first_of_month(now)
+    this_month = first_of_month(now)
     first = this_month - relativedelta(months=months - 1)
     labels = [f"{(first + relativedelta(months=i)):%Y-%m}" for i in range(months)]
     index = {label: i for i, label in enumerate(labels)}
     summarized: list[tuple] = []
+    live_from = first
     if summaries:
-        summarized = [
-            (f"{month:%Y-%m}", currency, kind, amount, renewals)
-            for month, currency, kind, amount, renewals in db.session.execute(
-                select(MonthlyTotal.month, MonthlyTotal.currency, MonthlyTotal.kind,
-                       MonthlyTotal.amount, MonthlyTotal.renewals)
-                .where(MonthlyTotal.month >= first.date(),
-                       MonthlyTotal.month < this_month.date())).all()]
-    # Months are summarized oldest first, all at once: every month up to the latest row
-    # is summarized (one without transactions has no rows), none after it.
-    latest = max((label for label, *_rest in summarized), default=None)
-    live_from = first if latest is None else first + relativedelta(months=index[latest] + 1)
-    live = _totals_by_month(Transaction.created_at >= live_from, Transaction.created_at <= now)
+        since = summarized_until()
+        rows = db.session.execute(
+            select(MonthlyTotal.month, MonthlyTotal.currency, MonthlyTotal.kind,
+                   MonthlyTotal.amount, MonthlyTotal.renewals)
+            .where(MonthlyTotal.month >= first.date())).all()
+        if since is not None and since <= now:  # else a past moment: all of it live
+            summarized = [(f"{month:%Y-%m}", *rest) for month, *rest in rows]
+            live_from = max(first, since)
+    live = totals_by_month(Transaction.created_at >= live_from,
+                           Transaction.created_at <= now)
     series = MonthlySeries(months=labels, renewals=[0] * months)
     for label, currency, kind, amount, renewals in summarized + live:
         if label not in index:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, time, timedelta
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import func, select
 
-from . import accounts, dashboard, invoicing, partners, refunds, subscriptions
+from . import accounts, invoicing, partners, refunds, subscriptions, summaries
 from .clock import clock_at, today, utcnow
 from .extensions import db
 from .models import (
@@ -107,7 +107,9 @@ def seed(*, profiles: int = 300, rng_seed: int = 20261122) -> dict[str, int]:
     _partner_platform(rng, at, products, counts)
     _refunds(rng, counts)
     _monthly_invoices(counts)
-    counts["monthly totals"] = dashboard.summarize_finished_months()
+    written = summaries.summarize_finished_days()
+    counts["monthly totals"] = written.monthly_totals
+    counts["customer month totals"] = written.customer_month_totals
     return counts
 
 

@@ -23,11 +23,22 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import BigInteger, bindparam, event, exists, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    bindparam,
+    event,
+    exists,
+    func,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import object_session
 
-from . import audit
+from . import audit, summaries
 from .bulk import insert_rows
 from .clock import today, utcnow
 from .errors import Conflict, InvalidInput
@@ -35,6 +46,7 @@ from .extensions import db
 from .models import (
     CertificateType,
     Customer,
+    CustomerMonthTotal,
     Invoice,
     InvoiceKind,
     InvoiceLine,
@@ -132,14 +144,6 @@ def _uninvoiced(end: datetime):
     return (Transaction.invoice_id.is_(None), Transaction.created_at < end)
 
 
-def _due(month: date) -> tuple:
-    """Uninvoiced transactions of ``month`` (and before) of customers it has not invoiced."""
-    _start, end = month_bounds(month)
-    already = exists().where(Invoice.customer_id == Transaction.customer_id,
-                             Invoice.period_start == month)
-    return (*_uninvoiced(end), ~already)
-
-
 @dataclass(frozen=True)
 class PendingInvoice:
     """What issuing a month's invoices would put on one customer's invoice."""
@@ -151,22 +155,53 @@ class PendingInvoice:
     total: int
 
 
+def _due_rows(month: date):
+    """What is due for ``month``, as rows of (customer_id, currency, transactions, total),
+    and the condition that keeps the customers it has not invoiced yet.
+
+    The days summarized (``summaries``) come from the customer month rows still to
+    invoice; only the transactions made since the summaries' mark are read, and none at
+    all for a month summarized to its end (the month due, once the nightly job has run).
+    """
+    _start, end = month_bounds(month)
+    since = summaries.summarized_until()
+    parts = []
+    if since is not None:
+        parts.append(
+            select(CustomerMonthTotal.customer_id, CustomerMonthTotal.currency,
+                   CustomerMonthTotal.transactions.label("transactions"),
+                   CustomerMonthTotal.amount.label("total"))
+            .where(CustomerMonthTotal.invoice_id.is_(None), CustomerMonthTotal.month <= month))
+    if since is None or since < end:
+        live = (select(Transaction.customer_id, Transaction.currency,
+                       literal(1, Integer).label("transactions"),
+                       Transaction.amount.label("total"))
+                .where(*_uninvoiced(end)))
+        parts.append(live if since is None else live.where(Transaction.created_at >= since))
+    rows = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("due")
+    already = exists().where(Invoice.customer_id == rows.c.customer_id,
+                             Invoice.period_start == month)
+    return rows, ~already
+
+
 def pending_monthly_invoices(*, month: date, limit: int | None = None) -> list[PendingInvoice]:
     """A preview of :func:`issue_monthly_invoices` for ``month``, by customer id; writes
     nothing. ``limit`` keeps the first so many (a page shows a sample, with the totals
     of :func:`pending_summary`). For the current month, what is not invoiced so far."""
     month = _check_started(month)
+    rows, not_invoiced = _due_rows(month)
     query = (
-        select(Customer.id, Customer.company_name, Transaction.currency,
-               func.count(Transaction.id), func.sum(Transaction.amount))
-        .join(Transaction, Transaction.customer_id == Customer.id)
-        .where(*_due(month))
-        .group_by(Customer.id, Customer.company_name, Transaction.currency)
-        .order_by(Customer.id)
+        select(rows.c.customer_id, Customer.company_name, rows.c.currency,
+               func.sum(rows.c.transactions), func.sum(rows.c.total))
+        .join(Customer, Customer.id == rows.c.customer_id)
+        .where(not_invoiced)
+        .group_by(rows.c.customer_id, Customer.company_name, rows.c.currency)
+        .order_by(rows.c.customer_id, rows.c.currency)
     )
     if limit is not None:
         query = query.limit(limit)
-    return [PendingInvoice(*row) for row in db.session.execute(query)]
+    return [PendingInvoice(customer_id, name, currency, int(transactions), int(total))
+            for customer_id, name, currency, transactions, total in db.session.execute(query)]
 
 
 @dataclass(frozen=True)
@@ -181,13 +216,14 @@ class PendingSummary:
 def pending_summary(*, month: date) -> PendingSummary:
     """The counts and totals of :func:`pending_monthly_invoices`, in two aggregate queries."""
     month = _check_started(month)
+    rows, not_invoiced = _due_rows(month)
     invoices = db.session.scalar(
-        select(func.count(func.distinct(Transaction.customer_id))).where(*_due(month)))
+        select(func.count(func.distinct(rows.c.customer_id))).where(not_invoiced))
     totals = db.session.execute(
-        select(Transaction.currency, func.count(Transaction.id), func.sum(Transaction.amount))
-        .where(*_due(month)).group_by(Transaction.currency).order_by(Transaction.currency)
+        select(rows.c.currency, func.sum(rows.c.transactions), func.sum(rows.c.total))
+        .where(not_invoiced).group_by(rows.c.currency).order_by(rows.c.currency)
     ).all()
-    return PendingSummary(invoices or 0, tuple((c, n, t) for c, n, t in totals))
+    return PendingSummary(invoices or 0, tuple((c, int(n), int(t)) for c, n, t in totals))
 
 
 @dataclass(frozen=True)
@@ -440,6 +476,8 @@ def _issue_chunk(month: date, after: int, limit: int, actor) -> _Chunk | None:
                               for invoice_id, draft in pairs for line in draft.lines])
     _mark_invoiced([{"id": transaction_id, "invoice_id": invoice_id}
                     for invoice_id, draft in pairs for transaction_id in draft.transaction_ids])
+    summaries.mark_invoiced(month, [(draft.customer_id, invoice_id)
+                                    for invoice_id, draft in pairs])
     audit.record_many(actor, [
         audit.Entry("invoice.issue_monthly", "Invoice", str(invoice_id), {
             "number": invoice["number"], "customer_id": draft.customer_id,

@@ -29,7 +29,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from . import audit, checks, dashboard, idempotency, invoicing, outbox, renewals
+from . import audit, checks, idempotency, invoicing, outbox, renewals, summaries
 from .clock import today, utcnow
 from .extensions import db, mail
 from .models import JobLock, JobRun, JobRunner, JobStatus, OutboxEmail
@@ -93,7 +93,7 @@ def ledger_check() -> dict:
     The checkpoint also goes to the log, a copy of the chain head outside the database.
     """
     result = checks.ledger_check()
-    result["monthly_totals"] = dashboard.summarize_finished_months()
+    result.update(summaries.summarize_finished_days()._asdict())
     checkpoint = audit.last_checkpoint()
     head = (checkpoint.id, checkpoint.seq, checkpoint.hash) if checkpoint else None
     db.session.commit()

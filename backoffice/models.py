@@ -854,14 +854,16 @@ class Transaction(db.Model):
         Index("ix_transaction_customer_created", "customer_id", "created_at", "id"),
         Index("ix_transaction_subscription_created", "subscription_id", "created_at", "id"),
         # partial indexes for the dashboard: charges by date (refund windows closing),
-        # refunds by date (this month's refunds) and what is not invoiced yet, the last
-        # two holding what their sums read (PostgreSQL) so they read no table rows
+        # refunds by date (this month's refunds) and what is not invoiced yet by date
+        # (the months not summarized yet), the last two holding what their sums read
+        # (PostgreSQL) so they read no table rows
         Index("ix_transaction_charge_created", "created_at", "id",
               postgresql_where=text("kind = 'charge'"), sqlite_where=text("kind = 'charge'")),
         Index("ix_transaction_refund_created", "created_at",
               postgresql_include=["currency", "amount"],
               postgresql_where=text("kind = 'refund'"), sqlite_where=text("kind = 'refund'")),
-        Index("ix_transaction_uninvoiced", "currency", postgresql_include=["amount"],
+        Index("ix_transaction_uninvoiced_created", "created_at",
+              postgresql_include=["customer_id", "currency", "amount"],
               postgresql_where=text("invoice_id IS NULL"),
               sqlite_where=text("invoice_id IS NULL")),
     )
@@ -933,12 +935,13 @@ class TransactionLine(db.Model):
 
 
 class MonthlyTotal(db.Model):
-    """A finished UTC month's transactions of one currency and kind, summed: what the
-    dashboard's charts read instead of the month's rows.
+    """A UTC month's transactions of one currency and kind, summed: what the dashboard's
+    charts read instead of the month's rows.
 
-    Written once, after the month ends (``dashboard.summarize_finished_months``), and
-    never changed: transactions keep their amount and are dated when made, so a finished
-    month gains none.
+    Summed day by day, up to the summaries' mark (``SummaryMark``), by
+    ``summaries.summarize_finished_days``: a finished day's transactions are added once,
+    and a finished month's row never changes after (transactions keep their amount and
+    are dated when made, so a finished day gains none).
     """
 
     #: the first day of the month
@@ -950,6 +953,55 @@ class MonthlyTotal(db.Model):
     amount: Mapped[int] = money(default=None)
     #: how many of them were renewal charges
     renewals: Mapped[int] = mapped_column(Integer)
+
+
+class CustomerMonthTotal(db.Model):
+    """A UTC month's transactions of one partner customer in one currency, summed, apart
+    by the invoice that carries them: what the Monthly invoices page, the review of a
+    month and the dashboard read instead of the month's rows.
+
+    Summed day by day up to the summaries' mark, like ``MonthlyTotal``. Issuing an invoice
+    sets ``invoice_id`` on the rows it carries (``summaries.mark_invoiced``), in the same
+    transaction as it sets it on the transactions, so the rows without one are exactly
+    what is still to invoice.
+    """
+
+    __table_args__ = (
+        # one row per customer, month, currency and invoice; the rows still to invoice
+        # hold what their sums read (PostgreSQL)
+        Index("uq_customer_month_total_uninvoiced", "customer_id", "month", "currency",
+              unique=True, postgresql_include=["transactions", "amount"],
+              postgresql_where=text("invoice_id IS NULL"),
+              sqlite_where=text("invoice_id IS NULL")),
+        Index("uq_customer_month_total_invoiced", "customer_id", "month", "currency",
+              "invoice_id", unique=True,
+              postgresql_where=text("invoice_id IS NOT NULL"),
+              sqlite_where=text("invoice_id IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = fk("customer.id", index=False)
+    #: the first day of the month
+    month: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    #: the invoice carrying these transactions; none while they are still to invoice
+    invoice_id: Mapped[int | None] = fk("invoice.id", nullable=True, index=False)
+    #: how many transactions
+    transactions: Mapped[int] = mapped_column(Integer)
+    #: signed minor units, the sum of their amounts (refunds negative)
+    amount: Mapped[int] = money(default=None)
+
+
+class SummaryMark(db.Model):
+    """How far the summaries go: every transaction made before ``until`` is in the
+    ``MonthlyTotal`` and ``CustomerMonthTotal`` rows, and none made since. One row
+    (id 1), locked by each summary run and each chunk of invoices."""
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: midnight UTC; none before the first run
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 # --------------------------------------------------------------------------- cross-cutting

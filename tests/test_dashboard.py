@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from backoffice import accounts, dashboard, partners, renewals
+from backoffice import accounts, dashboard, partners, renewals, summaries
 from backoffice.extensions import db
 from backoffice.models import (
     JobRun,
@@ -202,9 +202,9 @@ def test_the_dashboard_costs_the_same_with_more_rows(client_as, appctx):
         db.session.commit()
     assert statements() == empty
     with appctx():
-        assert dashboard.summarize_finished_months() > 0
+        assert summaries.summarize_finished_days().monthly_totals > 0
         db.session.commit()
-    assert statements() == empty  # the finished months read from their totals
+    assert statements() == empty  # the finished days read from their totals
 
 
 # --------------------------------------------------------------------------- monthly totals
@@ -240,12 +240,12 @@ def test_series_from_the_monthly_totals_equals_the_series_summed_live(ctx):
         renewals.renew_due_subscriptions()
     db.session.flush()
     live = dashboard.monthly_series(NOW, summaries=False)
-    assert dashboard.summarize_finished_months() > 0
+    assert summaries.summarize_finished_days().monthly_totals > 0
     months = db.session.scalars(select(MonthlyTotal.month).distinct()).all()
-    assert max(months) == date(2026, 10, 1)  # finished months only
+    assert max(months) == date(2026, 11, 1)  # November's finished days too
     assert dashboard.monthly_series(NOW) == live
     assert sum(live.renewals) == 1 and live.refunds["USD"] and live.revenue["EUR"]
-    # and the finished months are read from the totals, not summed again
+    # and the finished days are read from the totals, not summed again
     october = db.session.get(MonthlyTotal, (date(2026, 10, 1), "USD", "charge"))
     october.amount += 100
     db.session.flush()
@@ -257,10 +257,10 @@ def test_series_from_the_monthly_totals_equals_the_series_summed_live(ctx):
 @pytest.mark.clock(NOW)
 def test_summarizing_again_writes_nothing(ctx):
     _history(_shop())
-    written = dashboard.summarize_finished_months()
+    written = summaries.summarize_finished_days().monthly_totals
     rows = db.session.scalars(select(MonthlyTotal)).all()
     assert written == len(rows) > 0
-    assert dashboard.summarize_finished_months() == 0
+    assert summaries.summarize_finished_days().monthly_totals == 0
     assert len(db.session.scalars(select(MonthlyTotal)).all()) == len(rows)
 
 
@@ -268,21 +268,21 @@ def test_summarizing_again_writes_nothing(ctx):
 def test_the_current_month_is_always_summed_live(ctx):
     shop = _shop()
     _history(shop)
-    dashboard.summarize_finished_months()
+    summaries.summarize_finished_days()
     before = dashboard.monthly_series(NOW)
     charge = _charge_at(shop, NOW - timedelta(hours=1))
     db.session.flush()
     after = dashboard.monthly_series(NOW)
     assert after.revenue["USD"][-1] == before.revenue["USD"][-1] + charge.amount
     assert after.revenue["USD"][:-1] == before.revenue["USD"][:-1]
-    assert dashboard.summarize_finished_months() == 0  # November is not finished
+    assert summaries.summarize_finished_days().monthly_totals == 0  # today is not finished
 
 
-def test_a_finished_month_not_summarized_yet_is_summed_live(ctx):
+def test_days_not_summarized_yet_are_summed_live(ctx):
     with time_machine.travel(NOW, tick=False):
         shop = _shop()
         _history(shop)
-        dashboard.summarize_finished_months()  # up to October
+        summaries.summarize_finished_days()  # up to November 22
     later = datetime(2027, 1, 10, tzinfo=UTC)
     december = _charge_at(shop, datetime(2026, 12, 15, tzinfo=UTC))
     db.session.flush()
@@ -291,7 +291,7 @@ def test_a_finished_month_not_summarized_yet_is_summed_live(ctx):
         assert series == dashboard.monthly_series(later, summaries=False)
         assert series.revenue["USD"][-2] == december.amount
         # the next summary takes November and December, then nothing
-        assert dashboard.summarize_finished_months() > 0
+        assert summaries.summarize_finished_days().monthly_totals > 0
         assert max(db.session.scalars(select(MonthlyTotal.month))) == date(2026, 12, 1)
         assert dashboard.monthly_series(later) == series
-        assert dashboard.summarize_finished_months() == 0
+        assert summaries.summarize_finished_days().monthly_totals == 0

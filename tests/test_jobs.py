@@ -306,9 +306,11 @@ def test_ledger_check_run_sums_the_finished_months_once(ctx, catalog):
     with moment(2026, 11, 22, 2, 30):
         run = jobs.run_job("ledger_check")
         assert run.details["monthly_totals"] == 1  # September's charges; October had none
+        assert run.details["customer_month_totals"] == 1  # the one customer's September
         assert [(t.month, t.kind.value) for t in db.session.scalars(select(MonthlyTotal))] \
             == [(date(2026, 9, 1), "charge")]
-        assert jobs.run_job("ledger_check").details["monthly_totals"] == 0
+        again = jobs.run_job("ledger_check").details
+        assert again["monthly_totals"] == again["customer_month_totals"] == 0
         assert dashboard.monthly_series() == dashboard.monthly_series(summaries=False)
 
 

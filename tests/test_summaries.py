@@ -1,0 +1,171 @@
+"""The finished months' customer totals: what is still to invoice read from them equals
+what the transactions say, whenever they were written and whatever was issued since; a
+month is summarized an hour after it ends; issuing marks the rows it carries; a month
+summarized is previewed without reading a transaction."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+
+import pytest
+import time_machine
+from sqlalchemy import delete, select
+
+from backoffice import dashboard, invoicing, subscriptions, summaries
+from backoffice.extensions import db
+from backoffice.models import CustomerMonthTotal, SummaryMark, Transaction, TransactionKind
+from backoffice.refunds import refund
+from tests import factories
+from tests.queries import counted_statements
+
+SEPTEMBER, OCTOBER, NOVEMBER = date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1)
+
+
+def _at(*moment) -> time_machine.travel:
+    return time_machine.travel(datetime(*moment, tzinfo=UTC), tick=False)
+
+
+@pytest.fixture
+def history(ctx):
+    """Acme (USD): a subscription in September, part of it refunded and more added in
+    October, a charge at October's last second; Euro GmbH (EUR): a subscription in
+    October; Globex: a charge at November's first instant."""
+    with _at(2026, 9, 15, 9):
+        product = factories.catalog("billing")
+        acme = factories.customer("Acme Ltd")
+        euro = factories.customer("Euro GmbH", currency="EUR", country="DE")
+        globex = factories.customer("Globex")
+        subscription = factories.subscribe(acme, product, {"DV": 3, "OV": 1})
+    with _at(2026, 10, 2, 9):
+        refund(factories.charge_of(subscription), {"DV": 1}, actor=None)
+        factories.subscribe(euro, product, {"DV": 2})
+    with _at(2026, 10, 31, 23, 59, 59):
+        subscriptions.add_inventory(subscription, {"DV": 1}, actor=None)
+    with _at(2026, 11, 1, 0, 0):
+        factories.subscribe(globex, product, {"OV": 1})
+    db.session.flush()
+    return {"acme": acme.id, "euro": euro.id, "globex": globex.id}
+
+
+def _reads(month: date) -> tuple:
+    """Everything the Monthly invoices page and the dashboard say is still to invoice."""
+    return (invoicing.pending_monthly_invoices(month=month),
+            invoicing.pending_summary(month=month), dashboard.finance_queue()["uninvoiced"])
+
+
+def _live(month: date) -> tuple:
+    """:func:`_reads` from the transactions alone: with no summaries at all."""
+    with db.session.begin_nested() as nested:
+        db.session.execute(delete(CustomerMonthTotal))
+        db.session.execute(delete(SummaryMark))
+        reads = _reads(month)
+        nested.rollback()
+    return reads
+
+
+def _rows() -> list[tuple]:
+    return [(row.customer_id, row.month, row.currency, row.invoice_id, row.transactions,
+             row.amount) for row in db.session.scalars(
+        select(CustomerMonthTotal).order_by(CustomerMonthTotal.customer_id,
+                                            CustomerMonthTotal.month))]
+
+
+def test_what_is_due_read_from_the_summaries_equals_the_transactions(history):
+    with _at(2026, 11, 20, 12):
+        summaries.summarize_finished_days()
+        assert {month for _c, month, *_rest in _rows()} == {SEPTEMBER, OCTOBER, NOVEMBER}
+        for month in (SEPTEMBER, OCTOBER, NOVEMBER):
+            assert _reads(month) == _live(month)
+        pending = invoicing.pending_monthly_invoices(month=OCTOBER)
+        assert [(p.customer_id, p.currency, p.transactions) for p in pending] == [
+            (history["acme"], "USD", 3), (history["euro"], "EUR", 1)]
+        november = invoicing.pending_summary(month=NOVEMBER)
+        assert november.invoices == 3  # Globex's first instant of November is live
+
+
+def test_a_day_is_summed_an_hour_after_it_ends_and_once(history):
+    with _at(2026, 11, 1, 0, 59, 59):  # up to October 31, 00:00
+        written = summaries.summarize_finished_days()
+        assert written.customer_month_totals == 3  # Acme's September and October, Euro's
+        assert _reads(OCTOBER) == _live(OCTOBER)
+    with _at(2026, 11, 1, 1, 0):  # October 31: Acme's last-second addition
+        assert summaries.summarize_finished_days().customer_month_totals == 1
+        assert summaries.summarize_finished_days() == (0, 0)
+        assert summaries.summarized_until() == datetime(2026, 11, 1, tzinfo=UTC)
+    assert [(c, m, cur, n) for c, m, cur, _i, n, _a in _rows()] == [
+        (history["acme"], SEPTEMBER, "USD", 1), (history["acme"], OCTOBER, "USD", 2),
+        (history["euro"], OCTOBER, "EUR", 1)]
+    with _at(2026, 11, 1, 1, 0):
+        assert _reads(OCTOBER) == _live(OCTOBER)
+
+
+def test_issuing_marks_the_rows_it_carries(history):
+    with _at(2026, 11, 2, 9):
+        summaries.summarize_finished_days()
+        review = invoicing.review_monthly_invoices(month=OCTOBER)
+        issued = invoicing.issue_monthly_invoices(month=OCTOBER, reviewed=review)
+        by_customer = {invoice.customer_id: invoice.id for invoice in issued}
+        assert set(by_customer) == {history["acme"], history["euro"]}
+        assert {(c, m, i) for c, m, _cur, i, _n, _a in _rows()} == {
+            (history["acme"], SEPTEMBER, by_customer[history["acme"]]),
+            (history["acme"], OCTOBER, by_customer[history["acme"]]),
+            (history["euro"], OCTOBER, by_customer[history["euro"]]),
+            (history["globex"], NOVEMBER, None)}
+        assert invoicing.pending_summary(month=OCTOBER).invoices == 0
+        for month in (OCTOBER, NOVEMBER):
+            assert _reads(month) == _live(month)
+        assert dashboard.finance_queue()["uninvoiced"] == {"USD": sum(
+            p.total for p in invoicing.pending_monthly_invoices(month=NOVEMBER))}
+
+
+def test_a_day_summed_after_its_month_was_issued_goes_to_the_invoice_row(history):
+    with _at(2026, 10, 31, 2, 0):  # up to October 31, 00:00
+        summaries.summarize_finished_days()
+    with _at(2026, 11, 1, 0, 10):  # before October 31 is summed
+        issued = invoicing.issue_monthly_invoices(month=OCTOBER)
+    carried = {invoice.customer_id: invoice.id for invoice in issued}
+    with _at(2026, 11, 1, 2, 0):
+        summaries.summarize_finished_days()
+        assert {(c, m, i, n) for c, m, _cur, i, n, _a in _rows()} == {
+            (history["acme"], SEPTEMBER, carried[history["acme"]], 1),
+            (history["acme"], OCTOBER, carried[history["acme"]], 2),
+            (history["euro"], OCTOBER, carried[history["euro"]], 1)}
+        assert _reads(NOVEMBER) == _live(NOVEMBER)
+        assert invoicing.pending_summary(month=OCTOBER).invoices == 0
+
+
+def test_a_refund_after_the_invoice_goes_on_the_next_one(history):
+    with _at(2026, 11, 2, 9):
+        summaries.summarize_finished_days()
+        invoicing.issue_monthly_invoices(month=OCTOBER)
+    with _at(2026, 11, 5, 9):
+        added = db.session.scalars(  # Acme's certificate added on October's last second
+            select(Transaction).where(Transaction.customer_id == history["acme"],
+                                      Transaction.kind == TransactionKind.CHARGE)
+            .order_by(Transaction.id.desc()).limit(1)).one()
+        assert added.invoice_id is not None
+        refund(added, {"DV": 1}, actor=None)
+    with _at(2026, 12, 1, 3, 0):
+        summaries.summarize_finished_days()
+        pending = invoicing.pending_monthly_invoices(month=NOVEMBER)
+        assert pending == _live(NOVEMBER)[0]
+        acme = next(p for p in pending if p.customer_id == history["acme"])
+        assert acme.transactions == 1 and acme.total < 0
+
+
+def test_a_summarized_month_is_previewed_without_reading_a_transaction(history):
+    def statements() -> list[str]:
+        with counted_statements() as seen:
+            invoicing.pending_monthly_invoices(month=OCTOBER, limit=100)
+            invoicing.pending_summary(month=OCTOBER)
+        return list(seen)
+
+    def reads_transactions(sql: str) -> bool:  # the table, not the column "transactions"
+        return re.search(r'(^|[\s,(])"?transaction"?(\.|\s|,|$)', sql) is not None
+
+    with _at(2026, 11, 20, 12):
+        assert any(reads_transactions(sql) for sql in statements())  # nothing summarized
+        summaries.summarize_finished_days()
+        read = statements()
+        assert read and not any(reads_transactions(sql) for sql in read)
