@@ -26,11 +26,10 @@ def _at(*moment) -> time_machine.travel:
     return time_machine.travel(datetime(*moment, tzinfo=UTC), tick=False)
 
 
-@pytest.fixture
-def history(ctx):
+def make_history() -> dict[str, int]:
     """Acme (USD): a subscription in September, part of it refunded and more added in
     October, a charge at October's last second; Euro GmbH (EUR): a subscription in
-    October; Globex: a charge at November's first instant."""
+    October; Globex: a charge at November's first instant. Flushed."""
     with _at(2026, 9, 15, 9):
         product = factories.catalog("billing")
         acme = factories.customer("Acme Ltd")
@@ -48,23 +47,28 @@ def history(ctx):
     return {"acme": acme.id, "euro": euro.id, "globex": globex.id}
 
 
-def _reads(month: date) -> tuple:
+@pytest.fixture
+def history(ctx):
+    return make_history()
+
+
+def reads(month: date) -> tuple:
     """Everything the Monthly invoices page and the dashboard say is still to invoice."""
     return (invoicing.pending_monthly_invoices(month=month),
             invoicing.pending_summary(month=month), dashboard.finance_queue()["uninvoiced"])
 
 
-def _live(month: date) -> tuple:
-    """:func:`_reads` from the transactions alone: with no summaries at all."""
+def live(month: date) -> tuple:
+    """:func:`reads` from the transactions alone: with no summaries at all."""
     with db.session.begin_nested() as nested:
         db.session.execute(delete(CustomerMonthTotal))
         db.session.execute(delete(SummaryMark))
-        reads = _reads(month)
+        from_transactions = reads(month)
         nested.rollback()
-    return reads
+    return from_transactions
 
 
-def _rows() -> list[tuple]:
+def summary_rows() -> list[tuple]:
     return [(row.customer_id, row.month, row.currency, row.invoice_id, row.transactions,
              row.amount) for row in db.session.scalars(
         select(CustomerMonthTotal).order_by(CustomerMonthTotal.customer_id,
@@ -74,9 +78,9 @@ def _rows() -> list[tuple]:
 def test_what_is_due_read_from_the_summaries_equals_the_transactions(history):
     with _at(2026, 11, 20, 12):
         summaries.summarize_finished_days()
-        assert {month for _c, month, *_rest in _rows()} == {SEPTEMBER, OCTOBER, NOVEMBER}
+        assert {month for _c, month, *_rest in summary_rows()} == {SEPTEMBER, OCTOBER, NOVEMBER}
         for month in (SEPTEMBER, OCTOBER, NOVEMBER):
-            assert _reads(month) == _live(month)
+            assert reads(month) == live(month)
         pending = invoicing.pending_monthly_invoices(month=OCTOBER)
         assert [(p.customer_id, p.currency, p.transactions) for p in pending] == [
             (history["acme"], "USD", 3), (history["euro"], "EUR", 1)]
@@ -88,16 +92,16 @@ def test_a_day_is_summed_an_hour_after_it_ends_and_once(history):
     with _at(2026, 11, 1, 0, 59, 59):  # up to October 31, 00:00
         written = summaries.summarize_finished_days()
         assert written.customer_month_totals == 3  # Acme's September and October, Euro's
-        assert _reads(OCTOBER) == _live(OCTOBER)
+        assert reads(OCTOBER) == live(OCTOBER)
     with _at(2026, 11, 1, 1, 0):  # October 31: Acme's last-second addition
         assert summaries.summarize_finished_days().customer_month_totals == 1
         assert summaries.summarize_finished_days() == (0, 0)
         assert summaries.summarized_until() == datetime(2026, 11, 1, tzinfo=UTC)
-    assert [(c, m, cur, n) for c, m, cur, _i, n, _a in _rows()] == [
+    assert [(c, m, cur, n) for c, m, cur, _i, n, _a in summary_rows()] == [
         (history["acme"], SEPTEMBER, "USD", 1), (history["acme"], OCTOBER, "USD", 2),
         (history["euro"], OCTOBER, "EUR", 1)]
     with _at(2026, 11, 1, 1, 0):
-        assert _reads(OCTOBER) == _live(OCTOBER)
+        assert reads(OCTOBER) == live(OCTOBER)
 
 
 def test_issuing_marks_the_rows_it_carries(history):
@@ -107,14 +111,14 @@ def test_issuing_marks_the_rows_it_carries(history):
         issued = invoicing.issue_monthly_invoices(month=OCTOBER, reviewed=review)
         by_customer = {invoice.customer_id: invoice.id for invoice in issued}
         assert set(by_customer) == {history["acme"], history["euro"]}
-        assert {(c, m, i) for c, m, _cur, i, _n, _a in _rows()} == {
+        assert {(c, m, i) for c, m, _cur, i, _n, _a in summary_rows()} == {
             (history["acme"], SEPTEMBER, by_customer[history["acme"]]),
             (history["acme"], OCTOBER, by_customer[history["acme"]]),
             (history["euro"], OCTOBER, by_customer[history["euro"]]),
             (history["globex"], NOVEMBER, None)}
         assert invoicing.pending_summary(month=OCTOBER).invoices == 0
         for month in (OCTOBER, NOVEMBER):
-            assert _reads(month) == _live(month)
+            assert reads(month) == live(month)
         assert dashboard.finance_queue()["uninvoiced"] == {"USD": sum(
             p.total for p in invoicing.pending_monthly_invoices(month=NOVEMBER))}
 
@@ -127,11 +131,11 @@ def test_a_day_summed_after_its_month_was_issued_goes_to_the_invoice_row(history
     carried = {invoice.customer_id: invoice.id for invoice in issued}
     with _at(2026, 11, 1, 2, 0):
         summaries.summarize_finished_days()
-        assert {(c, m, i, n) for c, m, _cur, i, n, _a in _rows()} == {
+        assert {(c, m, i, n) for c, m, _cur, i, n, _a in summary_rows()} == {
             (history["acme"], SEPTEMBER, carried[history["acme"]], 1),
             (history["acme"], OCTOBER, carried[history["acme"]], 2),
             (history["euro"], OCTOBER, carried[history["euro"]], 1)}
-        assert _reads(NOVEMBER) == _live(NOVEMBER)
+        assert reads(NOVEMBER) == live(NOVEMBER)
         assert invoicing.pending_summary(month=OCTOBER).invoices == 0
 
 
@@ -149,7 +153,7 @@ def test_a_refund_after_the_invoice_goes_on_the_next_one(history):
     with _at(2026, 12, 1, 3, 0):
         summaries.summarize_finished_days()
         pending = invoicing.pending_monthly_invoices(month=NOVEMBER)
-        assert pending == _live(NOVEMBER)[0]
+        assert pending == live(NOVEMBER)[0]
         acme = next(p for p in pending if p.customer_id == history["acme"])
         assert acme.transactions == 1 and acme.total < 0
 
