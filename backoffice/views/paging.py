@@ -10,7 +10,7 @@
   range, a string no longer than the column); anything else is no token.
 - **Counts.** A filtered list counts at most :data:`COUNT_CAP` + 1 rows
   (``SELECT count(*) FROM (… LIMIT 10001)``) and shows "10,000+" beyond, a searched one
-  :data:`SEARCH_COUNT_CAP` + 1 ("1,000+"); an unfiltered
+  :data:`SEARCH_COUNT_CAP` + 1 ("200+"); an unfiltered
   list of a big table on PostgreSQL shows the planner's estimate ("about 10,234,567");
   a first page that is not full is its own exact count.
 """
@@ -37,9 +37,10 @@ from .forms import has_control_characters
 
 #: a filtered list counts this many rows at most, then says "10,000+"
 COUNT_CAP = 10_000
-#: a searched list counts this many at most, then says "1,000+": a fragment common enough
+#: a searched list counts this many at most, then says "200+": a fragment common enough
 #: to match more is typed further, and counting a search's matches reads each of them
-SEARCH_COUNT_CAP = 1_000
+#: (ILIKE row by row when they are common: 16 ms for 200 of 1M profiles, 51 ms for 1,000)
+SEARCH_COUNT_CAP = 200
 #: a page number of a keyset list may reach this many rows deep (OFFSET); deeper pages
 #: are reached with Next
 MAX_OFFSET_ROWS = 10_000
