@@ -936,7 +936,7 @@ class TransactionLine(db.Model):
 
 class MonthlyTotal(db.Model):
     """A UTC month's transactions of one currency and kind, summed: what the dashboard's
-    charts read instead of the month's rows.
+    charts and the transaction report's totals read instead of the month's rows.
 
     Summed day by day, up to the summaries' mark (``SummaryMark``), by
     ``summaries.summarize_finished_days``: a finished day's transactions are added once,
@@ -953,6 +953,8 @@ class MonthlyTotal(db.Model):
     amount: Mapped[int] = money(default=None)
     #: how many of them were renewal charges
     renewals: Mapped[int] = mapped_column(Integer)
+    #: how many transactions
+    transactions: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class CustomerMonthTotal(db.Model):

@@ -31,16 +31,19 @@ from sqlalchemy import (
     func,
     literal_column,
     null,
+    or_,
     select,
     type_coerce,
 )
 from sqlalchemy.engine import Dialect
 
+from . import summaries
 from .errors import InvalidInput
 from .extensions import db
 from .models import (
     Customer,
     Invoice,
+    MonthlyTotal,
     Reseller,
     StaffUser,
     Transaction,
@@ -188,17 +191,72 @@ class CurrencyTotal:
 
 
 def report_totals(filters: ReportFilters) -> list[CurrencyTotal]:
-    """Charges, refunds and net per currency for the filtered transactions."""
+    """Charges, refunds and net per currency for the filtered transactions.
+
+    Filtered by dates (and kind) alone, the whole months of the range that the
+    summaries hold come from their ``MonthlyTotal`` rows, and only the rest of the range
+    (a partial month at either end, the hours since the summaries' mark) is summed from
+    the transactions; any other filter sums the transactions of the range.
+    """
+    totals: dict[str, list[int]] = {}
+    live = filters.conditions()
+    months = _summarized_months(filters)
+    if months is not None:
+        first, last, covered_from, covered_until = months
+        rows = db.session.execute(
+            select(MonthlyTotal.currency, MonthlyTotal.kind,
+                   func.sum(MonthlyTotal.transactions), func.sum(MonthlyTotal.amount))
+            .where(MonthlyTotal.month >= first, MonthlyTotal.month <= last,
+                   *([MonthlyTotal.kind == filters.kind] if filters.kind else []))
+            .group_by(MonthlyTotal.currency, MonthlyTotal.kind))
+        for currency, kind, count, amount in rows:
+            total = totals.setdefault(currency, [0, 0, 0])
+            total[0] += int(count or 0)
+            total[1 if kind == TransactionKind.CHARGE else 2] += int(amount or 0)
+        live.append(or_(Transaction.created_at < covered_from,
+                        Transaction.created_at >= covered_until))
     charge = Transaction.kind == TransactionKind.CHARGE
-    rows = db.session.execute(
-        select(Transaction.currency, func.count(Transaction.id),
-               func.coalesce(func.sum(case((charge, Transaction.amount), else_=0)), 0),
-               func.coalesce(func.sum(case((charge, 0), else_=Transaction.amount)), 0))
-        .join(Customer, Customer.id == Transaction.customer_id)
-        .where(*filters.conditions())
-        .group_by(Transaction.currency).order_by(Transaction.currency)
-    ).all()
-    return [CurrencyTotal(c, int(n), int(ch), int(rf)) for c, n, ch, rf in rows]
+    query = (select(Transaction.currency, func.count(Transaction.id),
+                    func.coalesce(func.sum(case((charge, Transaction.amount), else_=0)), 0),
+                    func.coalesce(func.sum(case((charge, 0), else_=Transaction.amount)), 0))
+             .where(*live).group_by(Transaction.currency))
+    if filters.reseller_id:
+        query = query.join(Customer, Customer.id == Transaction.customer_id)
+    for currency, count, charges, refunds in db.session.execute(query):
+        total = totals.setdefault(currency, [0, 0, 0])
+        total[0] += int(count)
+        total[1] += int(charges)
+        total[2] += int(refunds)
+    return [CurrencyTotal(currency, *totals[currency]) for currency in sorted(totals)
+            if totals[currency][0]]
+
+
+def _summarized_months(filters: ReportFilters
+                       ) -> tuple[date, date, datetime, datetime] | None:
+    """The first and last months whose summary rows lie wholly within the filters' date
+    range, and the span they cover (the last one's ends at the summaries' mark if that
+    comes first); None when no month does, or another filter than the dates and kind is
+    set."""
+    if (filters.customer_id or filters.reseller_id or filters.reason
+            or filters.date_from is None or filters.date_to is None
+            or filters.date_to >= date.max):
+        return None
+    mark = summaries.summarized_until()
+    if mark is None:
+        return None
+    end = _midnight(filters.date_to + timedelta(days=1))
+    month = filters.date_from.replace(day=1)
+    if month < filters.date_from:
+        month += relativedelta(months=1)
+    months: list[date] = []
+    while _midnight(month) < mark and min(_midnight(month + relativedelta(months=1)),
+                                          mark) <= end:
+        months.append(month)
+        month += relativedelta(months=1)
+    if not months:
+        return None
+    covered_until = min(_midnight(months[-1] + relativedelta(months=1)), mark)
+    return months[0], months[-1], _midnight(months[0]), covered_until
 
 
 def report_page(filters: ReportFilters, *, where: ColumnElement[bool] | None = None,

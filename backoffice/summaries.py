@@ -6,7 +6,8 @@ day ended (a transaction dated just before midnight and committed just after is 
 them), by :func:`summarize_finished_days`, which the nightly ledger check job,
 ``flask seed-scale`` and the demo seed run:
 
-- ``MonthlyTotal``, per month, currency and kind: the dashboard's twelve-month charts;
+- ``MonthlyTotal``, per month, currency and kind: the dashboard's twelve-month charts
+  and the transaction report's totals;
 - ``CustomerMonthTotal``, per partner customer, month, currency and invoice: what is
   still to invoice (the Monthly invoices page, the review of a month, the dashboard).
   Issuing an invoice marks the rows it carries (:func:`mark_invoiced`).
@@ -135,14 +136,16 @@ def _add_monthly_totals(days: list) -> int:
     month = _first_day_of(Transaction.created_at)
     grouped = (
         select(month, Transaction.currency, Transaction.kind, func.sum(Transaction.amount),
-               func.sum(case((Transaction.reason == TransactionReason.RENEWAL, 1), else_=0)))
+               func.sum(case((Transaction.reason == TransactionReason.RENEWAL, 1), else_=0)),
+               func.count(Transaction.id))
         .where(*days).group_by(month, Transaction.currency, Transaction.kind))
     insert = _insert()(MonthlyTotal).from_select(
-        ["month", "currency", "kind", "amount", "renewals"], grouped)
+        ["month", "currency", "kind", "amount", "renewals", "transactions"], grouped)
     return _count(insert.on_conflict_do_update(
         index_elements=["month", "currency", "kind"],
         set_={"amount": MonthlyTotal.amount + insert.excluded.amount,
-              "renewals": MonthlyTotal.renewals + insert.excluded.renewals}))
+              "renewals": MonthlyTotal.renewals + insert.excluded.renewals,
+              "transactions": MonthlyTotal.transactions + insert.excluded.transactions}))
 
 
 def _add_customer_month_totals(days: list) -> int:

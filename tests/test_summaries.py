@@ -12,9 +12,15 @@ import pytest
 import time_machine
 from sqlalchemy import delete, select
 
-from backoffice import dashboard, invoicing, subscriptions, summaries
+from backoffice import dashboard, invoicing, reports, subscriptions, summaries
 from backoffice.extensions import db
-from backoffice.models import CustomerMonthTotal, SummaryMark, Transaction, TransactionKind
+from backoffice.models import (
+    CustomerMonthTotal,
+    MonthlyTotal,
+    SummaryMark,
+    Transaction,
+    TransactionKind,
+)
 from backoffice.refunds import refund
 from tests import factories
 from tests.queries import counted_statements
@@ -173,3 +179,42 @@ def test_a_summarized_month_is_previewed_without_reading_a_transaction(history):
         summaries.summarize_finished_days()
         read = statements()
         assert read and not any(reads_transactions(sql) for sql in read)
+
+
+@pytest.mark.parametrize("date_from, date_to, kind", [
+    (date(2026, 9, 1), date(2026, 11, 30), None),  # whole months, the last one partly summed
+    (date(2026, 9, 16), date(2026, 10, 31), None),  # a partial month first
+    (date(2026, 10, 1), date(2026, 10, 30), None),  # less than a month: all live
+    (date(2026, 10, 1), date(2026, 10, 31), TransactionKind.REFUND),
+    (date(2026, 9, 1), date(2026, 12, 31), TransactionKind.CHARGE),
+    (date(2025, 12, 1), date(2026, 11, 30), None),
+])
+def test_the_report_totals_read_from_the_summaries_equal_the_transactions(
+        history, date_from, date_to, kind):
+    filters = reports.ReportFilters(date_from=date_from, date_to=date_to, kind=kind)
+    with _at(2026, 11, 1, 1, 0):  # summed up to November 1, 00:00
+        summaries.summarize_finished_days()
+    with _at(2026, 11, 20, 12):
+        from_summaries = reports.report_totals(filters)
+        with db.session.begin_nested() as nested:
+            db.session.execute(delete(MonthlyTotal))
+            db.session.execute(delete(SummaryMark))
+            assert reports.report_totals(filters) == from_summaries
+            nested.rollback()
+    assert from_summaries  # each range has transactions
+
+
+def test_the_report_reads_the_summaries_rather_than_the_months_rows(history):
+    with _at(2026, 11, 2, 1, 0):
+        summaries.summarize_finished_days()
+        october = db.session.scalars(select(MonthlyTotal).where(
+            MonthlyTotal.month == OCTOBER, MonthlyTotal.currency == "USD",
+            MonthlyTotal.kind == TransactionKind.CHARGE)).one()
+        october.amount += 100
+        db.session.flush()
+        totals = reports.report_totals(reports.ReportFilters(
+            date_from=OCTOBER, date_to=date(2026, 10, 31)))
+        live = reports.report_totals(reports.ReportFilters(
+            date_from=OCTOBER, date_to=date(2026, 10, 31), customer_id=history["acme"]))
+    usd = next(t for t in totals if t.currency == "USD")
+    assert usd.charges == live[0].charges + 100  # Acme has October's USD charges

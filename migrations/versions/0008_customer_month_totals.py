@@ -14,7 +14,8 @@ read these rows instead of the transactions.
 the mark), so readers sum live only the transactions made since the mark. The rows
 ``monthly_total`` held (whole finished months, with no mark) are removed: the next
 nightly run, ``flask seed-scale`` or the demo seed sums every day again into both
-tables, and until then everything is read live as before.
+tables, and until then everything is read live as before. ``monthly_total`` also counts
+its transactions now, for the transaction report's totals.
 
 The partial index of the transactions still to invoice is keyed by date instead of
 currency, for the live months, and holds what their sums read (PostgreSQL's INCLUDE).
@@ -56,6 +57,8 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_summary_mark'))
     )
     op.execute('DELETE FROM monthly_total')
+    op.add_column('monthly_total', sa.Column('transactions', sa.Integer(),
+                                             server_default=sa.text('0'), nullable=False))
     op.create_index('uq_customer_month_total_uninvoiced', 'customer_month_total',
                     ['customer_id', 'month', 'currency'], unique=True,
                     postgresql_include=['transactions', 'amount'],
@@ -75,5 +78,7 @@ def downgrade():
                     postgresql_include=['amount'],
                     postgresql_where=sa.text(UNINVOICED), sqlite_where=sa.text(UNINVOICED))
     op.drop_index('ix_transaction_uninvoiced_created', table_name='transaction')
+    with op.batch_alter_table('monthly_total') as batch:
+        batch.drop_column('transactions')
     op.drop_table('summary_mark')
     op.drop_table('customer_month_total')
