@@ -31,7 +31,6 @@ from sqlalchemy import (
     func,
     literal_column,
     null,
-    or_,
     select,
     type_coerce,
 )
@@ -199,7 +198,7 @@ def report_totals(filters: ReportFilters) -> list[CurrencyTotal]:
     the transactions; any other filter sums the transactions of the range.
     """
     totals: dict[str, list[int]] = {}
-    live = filters.conditions()
+    live = [filters.conditions()]
     months = _summarized_months(filters)
     if months is not None:
         first, last, covered_from, covered_until = months
@@ -213,20 +212,23 @@ def report_totals(filters: ReportFilters) -> list[CurrencyTotal]:
             total = totals.setdefault(currency, [0, 0, 0])
             total[0] += int(count or 0)
             total[1 if kind == TransactionKind.CHARGE else 2] += int(amount or 0)
-        live.append(or_(Transaction.created_at < covered_from,
-                        Transaction.created_at >= covered_until))
+        # the range before the months and after them, each an index range of its own
+        live = [[*live[0], Transaction.created_at < covered_from],
+                [*live[0], Transaction.created_at >= covered_until]]
     charge = Transaction.kind == TransactionKind.CHARGE
-    query = (select(Transaction.currency, func.count(Transaction.id),
-                    func.coalesce(func.sum(case((charge, Transaction.amount), else_=0)), 0),
-                    func.coalesce(func.sum(case((charge, 0), else_=Transaction.amount)), 0))
-             .where(*live).group_by(Transaction.currency))
-    if filters.reseller_id:
-        query = query.join(Customer, Customer.id == Transaction.customer_id)
-    for currency, count, charges, refunds in db.session.execute(query):
-        total = totals.setdefault(currency, [0, 0, 0])
-        total[0] += int(count)
-        total[1] += int(charges)
-        total[2] += int(refunds)
+    for conditions in live:
+        query = (
+            select(Transaction.currency, func.count(Transaction.id),
+                   func.coalesce(func.sum(case((charge, Transaction.amount), else_=0)), 0),
+                   func.coalesce(func.sum(case((charge, 0), else_=Transaction.amount)), 0))
+            .where(*conditions).group_by(Transaction.currency))
+        if filters.reseller_id:
+            query = query.join(Customer, Customer.id == Transaction.customer_id)
+        for currency, count, charges, refunds in db.session.execute(query):
+            total = totals.setdefault(currency, [0, 0, 0])
+            total[0] += int(count)
+            total[1] += int(charges)
+            total[2] += int(refunds)
     return [CurrencyTotal(currency, *totals[currency]) for currency in sorted(totals)
             if totals[currency][0]]
 
