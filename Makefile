@@ -67,6 +67,8 @@ fmt: $(VENV)/.dev
 ## own data; bench_export and bench_pages run on a `flask seed-scale` database (SCALE_ARGS,
 ## full size by default: about 10 minutes the first time, nothing the next); bench_pages
 ## adds audit events to it until the log has PAGES_ARGS' number (once, about 2 minutes).
+## The scale database's steps all run with FLASK_DEBUG=1, so the benchmarks sign its audit
+## chain with the key it was seeded with (instance/audit_key, else the development key).
 BENCH_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/backoffice_bench
 SCALE_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/backoffice_scale
 JOBS_ARGS ?= --subscriptions 100000 --customers 50000
@@ -82,8 +84,8 @@ bench: $(VENV)/.dev
 	$(CREATE_DB) "$(SCALE_DATABASE_URL)"
 	DATABASE_URL=$(SCALE_DATABASE_URL) FLASK_DEBUG=1 $(BIN)/flask db upgrade
 	DATABASE_URL=$(SCALE_DATABASE_URL) FLASK_DEBUG=1 $(BIN)/flask seed-scale $(SCALE_ARGS)
-	DATABASE_URL=$(SCALE_DATABASE_URL) $(BIN)/python bench/bench_export.py
-	DATABASE_URL=$(SCALE_DATABASE_URL) $(BIN)/python bench/bench_pages.py $(PAGES_ARGS)
+	DATABASE_URL=$(SCALE_DATABASE_URL) FLASK_DEBUG=1 $(BIN)/python bench/bench_export.py
+	DATABASE_URL=$(SCALE_DATABASE_URL) FLASK_DEBUG=1 $(BIN)/python bench/bench_pages.py $(PAGES_ARGS)
 
 ## make typecheck: mypy on backoffice/ (settings in pyproject.toml).
 typecheck: $(VENV)/.dev
