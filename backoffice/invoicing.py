@@ -31,6 +31,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    null,
     select,
     union_all,
     update,
@@ -157,7 +158,7 @@ class PendingInvoice:
 
 def _due_rows(month: date):
     """What is due for ``month``, as rows of (customer_id, currency, transactions, total),
-    and the condition that keeps the customers it has not invoiced yet.
+    with customers it has invoiced already among them (:func:`_not_invoiced` leaves them out).
 
     The days summarized (``summaries``) come from the customer month rows still to
     invoice; only the transactions made since the summaries' mark are read, and none at
@@ -178,10 +179,13 @@ def _due_rows(month: date):
                        Transaction.amount.label("total"))
                 .where(*_uninvoiced(end)))
         parts.append(live if since is None else live.where(Transaction.created_at >= since))
-    rows = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("due")
-    already = exists().where(Invoice.customer_id == rows.c.customer_id,
-                             Invoice.period_start == month)
-    return rows, ~already
+    return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("due")
+
+
+def _not_invoiced(month: date, customer_id):
+    """The condition that the customer whose id is ``customer_id`` (a column) has no
+    invoice for ``month`` yet."""
+    return ~exists().where(Invoice.customer_id == customer_id, Invoice.period_start == month)
 
 
 def pending_monthly_invoices(*, month: date, limit: int | None = None) -> list[PendingInvoice]:
@@ -189,12 +193,12 @@ def pending_monthly_invoices(*, month: date, limit: int | None = None) -> list[P
     nothing. ``limit`` keeps the first so many (a page shows a sample, with the totals
     of :func:`pending_summary`). For the current month, what is not invoiced so far."""
     month = _check_started(month)
-    rows, not_invoiced = _due_rows(month)
+    rows = _due_rows(month)
     query = (
         select(rows.c.customer_id, Customer.company_name, rows.c.currency,
                func.sum(rows.c.transactions), func.sum(rows.c.total))
         .join(Customer, Customer.id == rows.c.customer_id)
-        .where(not_invoiced)
+        .where(_not_invoiced(month, rows.c.customer_id))
         .group_by(rows.c.customer_id, Customer.company_name, rows.c.currency)
         .order_by(rows.c.customer_id, rows.c.currency)
     )
@@ -214,16 +218,30 @@ class PendingSummary:
 
 
 def pending_summary(*, month: date) -> PendingSummary:
-    """The counts and totals of :func:`pending_monthly_invoices`, in two aggregate queries."""
+    """The counts and totals of :func:`pending_monthly_invoices`, in one statement that
+    reads what is due once: it is summed per customer and currency first (one row per
+    invoice and currency), and the customers already invoiced are left out of those rows
+    rather than tested for every summary row."""
     month = _check_started(month)
-    rows, not_invoiced = _due_rows(month)
-    invoices = db.session.scalar(
-        select(func.count(func.distinct(rows.c.customer_id))).where(not_invoiced))
-    totals = db.session.execute(
-        select(rows.c.currency, func.sum(rows.c.transactions), func.sum(rows.c.total))
-        .where(not_invoiced).group_by(rows.c.currency).order_by(rows.c.currency)
-    ).all()
-    return PendingSummary(invoices or 0, tuple((c, int(n), int(t)) for c, n, t in totals))
+    rows = _due_rows(month)
+    per_customer = (
+        select(rows.c.customer_id, rows.c.currency,
+               func.sum(rows.c.transactions).label("transactions"),
+               func.sum(rows.c.total).label("total"))
+        .group_by(rows.c.customer_id, rows.c.currency).subquery("per_customer"))
+    due = (select(per_customer).where(_not_invoiced(month, per_customer.c.customer_id))
+           .cte("due_invoices"))
+    by_currency = (select(due.c.currency, func.sum(due.c.transactions), func.sum(due.c.total))
+                   .group_by(due.c.currency))
+    # a customer with charges in two currencies is still one invoice
+    invoices = select(null(), func.count(func.distinct(due.c.customer_id)), null())
+    totals, count = [], 0
+    for currency, transactions, total in db.session.execute(union_all(by_currency, invoices)):
+        if currency is None:
+            count = int(transactions or 0)
+        else:
+            totals.append((currency, int(transactions), int(total)))
+    return PendingSummary(count, tuple(sorted(totals)))
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ from sqlalchemy import delete, select
 from backoffice import dashboard, invoicing, reports, subscriptions, summaries
 from backoffice.extensions import db
 from backoffice.models import (
+    Customer,
     CustomerMonthTotal,
     MonthlyTotal,
+    SubscriptionProduct,
     SummaryMark,
     Transaction,
     TransactionKind,
@@ -143,6 +145,38 @@ def test_a_day_summed_after_its_month_was_issued_goes_to_the_invoice_row(history
             (history["euro"], OCTOBER, carried[history["euro"]], 1)}
         assert reads(NOVEMBER) == live(NOVEMBER)
         assert invoicing.pending_summary(month=OCTOBER).invoices == 0
+
+
+def test_a_charge_dated_in_an_issued_month_is_due_on_the_next_invoice_only(history):
+    """A charge made at October's last second whose transaction commits after October was
+    issued: issuing October again would skip Acme (one invoice a month), so October's
+    preview leaves it out and November's carries it."""
+    with _at(2026, 10, 31, 2, 0):
+        summaries.summarize_finished_days()
+    with _at(2026, 11, 1, 0, 5):
+        issued = invoicing.issue_monthly_invoices(month=OCTOBER)
+        assert {invoice.customer_id for invoice in issued} == {history["acme"],
+                                                               history["euro"]}
+    with _at(2026, 10, 31, 23, 59, 59):  # begun before midnight, committed after the issue
+        product = db.session.scalars(select(SubscriptionProduct)).one()
+        late = factories.subscribe(db.session.get(Customer, history["acme"]), product,
+                                   {"OV": 1})
+        db.session.flush()
+    late_amount = factories.charge_of(late).amount
+    globex_amount = db.session.scalar(
+        select(Transaction.amount).where(Transaction.customer_id == history["globex"]))
+    with _at(2026, 11, 1, 0, 30):
+        assert invoicing.pending_monthly_invoices(month=OCTOBER) == []
+        assert invoicing.pending_summary(month=OCTOBER) == invoicing.PendingSummary(0, ())
+        november = invoicing.pending_summary(month=NOVEMBER)
+        assert november.invoices == 2  # Acme's late charge and Globex
+        assert november.totals == (("USD", 2, late_amount + globex_amount),)
+    with _at(2026, 11, 1, 2, 0):  # once October 31 is summed, the same
+        summaries.summarize_finished_days()
+        assert invoicing.pending_summary(month=OCTOBER).invoices == 0
+        assert invoicing.pending_summary(month=NOVEMBER) == november
+        for month in (OCTOBER, NOVEMBER):
+            assert reads(month) == live(month)
 
 
 def test_a_refund_after_the_invoice_goes_on_the_next_one(history):
