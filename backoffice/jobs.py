@@ -43,11 +43,12 @@ _progress: ContextVar[Callable[[int, int], None] | None] = ContextVar("job_progr
 
 @dataclass(frozen=True)
 class Job:
-    """A job: its body (returns a dict of counts), when it runs, and its lease length."""
+    """A job: its body (returns a dict of counts; a run's arguments, if any, are its keyword
+    arguments), when it runs, and its lease length."""
 
     name: str
     title: str
-    body: Callable[[], dict]
+    body: Callable[..., dict]
     trigger: Callable[[], BaseTrigger]
     schedule: str
     #: how long the lease lasts without a heartbeat (see LEASE)
@@ -114,17 +115,19 @@ def previous_month(as_of: date) -> date:
     return as_of.replace(day=1) - relativedelta(months=1)
 
 
-def issue_invoices() -> dict:
+def issue_invoices(month: str | None = None) -> dict:
     """The monthly invoicing job: one invoice per partner customer for the previous month,
-    committed a chunk of INVOICE_CHUNK_SIZE customers at a time."""
-    month = previous_month(today())
+    or for ``month`` ("2026-11", a run the Monthly invoices page queued), committed a chunk
+    of INVOICE_CHUNK_SIZE customers at a time."""
+    chosen = (date.fromisoformat(f"{month}-01") if month is not None
+              else previous_month(today()))
     count = 0
     for issued in invoicing.issue_in_chunks(
-            month=month, chunk_size=int(current_app.config["INVOICE_CHUNK_SIZE"])):
+            month=chosen, chunk_size=int(current_app.config["INVOICE_CHUNK_SIZE"])):
         db.session.commit()  # the domain flushes; the job owns the unit of work
         count += issued
     db.session.commit()
-    return {"invoices": count, "month": month.isoformat()}
+    return {"invoices": count, "month": chosen.isoformat()}
 
 
 def renewal_notices() -> dict:
@@ -139,6 +142,10 @@ def purge_review_keys() -> dict:
     return {"removed": removed}
 
 
+#: the monthly invoicing job's id (the Monthly invoices page queues runs of it)
+MONTHLY_INVOICES = "monthly_invoices"
+
+
 def registry() -> dict[str, Job]:
     """Every job the scheduler runs, by its fixed id."""
     jobs = [
@@ -146,7 +153,7 @@ def registry() -> dict[str, Job]:
             lambda: CronTrigger(hour=1, minute=0, timezone="UTC"), "daily at 01:00 UTC"),
         Job("ledger_check", "Ledger and audit self-check", ledger_check,
             lambda: CronTrigger(hour=2, minute=30, timezone="UTC"), "daily at 02:30 UTC"),
-        Job("monthly_invoices", "Issue monthly customer invoices", issue_invoices,
+        Job(MONTHLY_INVOICES, "Issue monthly customer invoices", issue_invoices,
             lambda: CronTrigger(day=1, hour=3, minute=0, timezone="UTC"),
             "1st of the month at 03:00 UTC"),
         Job("renewal_notices", "Queue renewal notices (30 days ahead)", renewal_notices,
@@ -299,22 +306,26 @@ def _take_over(name: str, holder: str) -> None:
                     run.holder, holder)
 
 
-def request_run(name: str, *, staff, trigger: str = "manual") -> JobRun:
-    """Queue a run for the job runner (Run now), unless one is queued already.
+def request_run(name: str, *, staff, trigger: str = "manual",
+                arguments: dict | None = None) -> JobRun:
+    """Queue a run for the job runner (Run now), with ``arguments`` for its body, unless
+    one with the same arguments is queued already.
 
     The caller commits; the runner picks queued runs up within seconds.
     """
     registry()[name]  # an unknown job is a KeyError, before anything is written
-    queued = db.session.scalar(select(JobRun).where(
-        JobRun.job == name, JobRun.status == JobStatus.QUEUED).order_by(JobRun.id))
-    if queued is not None:
-        return queued
+    arguments = dict(arguments or {})
+    for queued in db.session.scalars(select(JobRun).where(
+            JobRun.job == name, JobRun.status == JobStatus.QUEUED).order_by(JobRun.id)):
+        if (queued.arguments or {}) == arguments:
+            return queued
     run = JobRun(job=name, trigger=trigger, status=JobStatus.QUEUED, requested_at=utcnow(),
-                 requested_by_id=getattr(staff, "id", None))
+                 requested_by_id=getattr(staff, "id", None), arguments=arguments)
     db.session.add(run)
     db.session.flush()
     audit.record(staff, "job.run_now" if trigger == "manual" else f"job.{trigger}", run,
-                 {"job": name}, actor_label=None if staff else f"job:{name}")
+                 {"job": name, **({"arguments": arguments} if arguments else {})},
+                 actor_label=None if staff else f"job:{name}")
     return run
 
 
@@ -347,7 +358,7 @@ def run_job(name: str, *, trigger: str = "schedule",
     db.session.flush()
     # Read the id before committing: reading it after would begin a new transaction (on
     # SQLite, a write lock) that stayed open through the whole job body.
-    run_id = run.id
+    run_id, arguments = run.id, dict(run.arguments or {})
     db.session.commit()
     heartbeat = _Heartbeat(current_app._get_current_object(),  # type: ignore[attr-defined]
                            name, holder, run_id, lease,
@@ -355,7 +366,7 @@ def run_job(name: str, *, trigger: str = "schedule",
     heartbeat.start()
     token = _progress.set(progress)
     try:
-        details = job.body() or {}
+        details = job.body(**arguments) or {}
     except Exception as exc:  # the run must be recorded as failed whatever went wrong
         db.session.rollback()
         log.exception("job %s failed", name)
@@ -415,14 +426,15 @@ def recover_abandoned() -> list[str]:
     """Queue a recovery run for each job whose running run lost its holder; their names."""
     now = utcnow()
     recovered = []
-    for name in db.session.scalars(select(JobRun.job).where(
-            JobRun.status == JobStatus.RUNNING).distinct()).all():
+    for name, arguments in db.session.execute(select(JobRun.job, JobRun.arguments).where(
+            JobRun.status == JobStatus.RUNNING).order_by(JobRun.id)).all():
         lock = db.session.get(JobLock, name)
         if lock is not None and lock.lease_until > now and not holder_is_gone(lock.holder):
             continue
-        if name in registry():
-            request_run(name, staff=None, trigger="recovery")
-            recovered.append(name)
+        if name in registry():  # the recovery run carries on what the lost one was asked
+            request_run(name, staff=None, trigger="recovery", arguments=arguments)
+            if name not in recovered:
+                recovered.append(name)
     db.session.commit()
     return recovered
 

@@ -1072,6 +1072,9 @@ class JobRun(db.Model):
         str_enum(JobStatus, "job_status"), default=JobStatus.RUNNING
     )
     processed: Mapped[int] = mapped_column(Integer, default=0)
+    #: what the run was asked for beyond the job's own default, passed to its body as
+    #: keyword arguments (the monthly invoicing's {"month": "2026-11"}); {} for most runs
+    arguments: Mapped[dict] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     #: counts and anomalies reported by the job
     details: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str] = mapped_column(Text, default="", server_default="")

@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from backoffice import accounts, partners
+from backoffice import accounts, jobs, partners
 from backoffice.errors import Conflict, InvalidInput
 from backoffice.extensions import db
 from backoffice.invoicing import (
@@ -24,6 +24,8 @@ from backoffice.models import (
     Customer,
     Invoice,
     InvoiceKind,
+    JobRun,
+    JobStatus,
     SubscriptionProduct,
     Transaction,
 )
@@ -424,3 +426,41 @@ def test_invoices_carry_the_configured_seller_and_a_us_address_as_written_there(
     pdf = client.get(f"/admin/billing/invoice/{invoice_id}.pdf").data
     text = pdf_text(pdf)
     assert "Certs Überall GmbH" in text and "Hauptstraße 1" in text and "DE123456789" in text
+
+
+@pytest.mark.clock(DEC_1)
+def test_a_month_of_more_invoices_than_a_chunk_is_handed_to_the_job_runner(
+        november_committed, client_as, appctx, app, monkeypatch):
+    monkeypatch.setitem(app.config, "INVOICE_CHUNK_SIZE", 1)  # two invoices: two chunks
+    client = client_as("finance")
+    review, done = review_then_confirm(client, MONTHLY, {"month": "2026-11"})
+    assert "Review: issue 2 invoices for November 2026" in review.get_data(as_text=True)
+    assert done.status_code == 303
+    page = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert "The job runner is issuing the invoices for November 2026, 1 at a time" in page
+    assert 'data-testid="issuing-run"' in page and "Queued" in page
+    assert 'data-testid="issue-form"' not in page  # no second Issue while it is queued
+    assert 'data-testid="issuing-no-runner"' in page  # nothing runs the jobs in tests
+    again = client.post(MONTHLY, data={"month": "2026-11", "step": "confirm",
+                                       "review_token": review_token_from(
+                                           review.get_data(as_text=True))})
+    assert again.headers["Location"] == done.headers["Location"]  # a repeat queues nothing
+    with appctx():
+        assert _invoices() == []
+        run = db.session.scalars(select(JobRun)).one()
+        assert (run.job, run.status, run.arguments, run.requested_by.email) == (
+            "monthly_invoices", JobStatus.QUEUED, {"month": "2026-11"}, "finance@staff.test")
+        queued = db.session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "job.run_now")).one()
+        assert queued.actor_label == "finance@staff.test"
+        assert queued.details["arguments"] == {"month": "2026-11"}
+    with appctx(), time_machine.travel(datetime(2027, 1, 5, 9, tzinfo=UTC), tick=False):
+        assert jobs.run_queued() == 1  # in January: the month asked for, not December
+        run = db.session.scalars(select(JobRun)).one()
+        assert run.status == JobStatus.SUCCEEDED
+        assert run.details == {"invoices": 2, "month": "2026-11-01"}
+        assert [(i.period_start, i.total) for i in _invoices()] == [(NOVEMBER, 32000),
+                                                                    (NOVEMBER, 10000)]
+    page = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert 'data-testid="issuing-run"' not in page
+    assert "INV-2027-000001" in page and "INV-2027-000002" in page  # issued in January

@@ -220,3 +220,52 @@ def test_a_renewal_whose_runner_is_killed_is_taken_over_and_renews_each_once(
     dead = db.session.scalar(select(JobRun).where(JobRun.status == JobStatus.ABANDONED))
     assert dead.holder.split(":")[1] == str(runner.pid)
     assert dead.taken_over_by == run.holder and dead.finished_at >= taken_over
+
+
+@pytest.fixture
+def echo_job(monkeypatch):
+    """A registry with one job, "echo", whose body records the arguments of each run."""
+    seen: list[dict] = []
+
+    def body(**arguments):
+        seen.append(arguments)
+        return {"done": 1}
+
+    registry = {"echo": jobs.Job("echo", "Echo", body, lambda: None, "never")}
+    monkeypatch.setattr(jobs, "registry", lambda: registry)
+    return seen
+
+
+def test_a_run_queued_with_arguments_passes_them_to_the_body(ctx, echo_job):
+    admin = make_staff("admin")
+    with time_machine.travel(T0, tick=False):
+        november = jobs.request_run("echo", staff=admin, arguments={"month": "2026-11"})
+        assert jobs.request_run("echo", staff=admin,
+                                arguments={"month": "2026-11"}).id == november.id
+        october = jobs.request_run("echo", staff=admin, arguments={"month": "2026-10"})
+        plain = jobs.request_run("echo", staff=admin)
+        assert len({november.id, october.id, plain.id}) == 3  # other arguments, other runs
+        ctx.commit()
+        assert jobs.run_queued() == 3
+    assert echo_job == [{"month": "2026-11"}, {"month": "2026-10"}, {}]
+    details = ctx.scalars(select(AuditEvent.details).where(
+        AuditEvent.action == "job.run_now").order_by(AuditEvent.seq)).all()
+    assert [d.get("arguments") for d in details] == [{"month": "2026-11"},
+                                                     {"month": "2026-10"}, None]
+
+
+def test_the_recovery_of_a_run_with_arguments_carries_them_on(ctx, echo_job):
+    with time_machine.travel(T0, tick=False):
+        db.session.add(JobRun(job="echo", started_at=T0, status=JobStatus.RUNNING,
+                              holder="far-host:4242:1", arguments={"month": "2026-11"}))
+        db.session.add(JobLock(job="echo", holder="far-host:4242:1",
+                               lease_until=T0 + jobs.LEASE))
+        db.session.commit()
+    with time_machine.travel(T0 + jobs.LEASE + timedelta(seconds=1), tick=False):
+        assert jobs.recover_abandoned() == ["echo"]
+        assert jobs.run_queued() == 1
+    runs = ctx.scalars(select(JobRun).order_by(JobRun.id)).all()
+    assert [(r.status, r.trigger, r.arguments) for r in runs] == [
+        (JobStatus.ABANDONED, "schedule", {"month": "2026-11"}),
+        (JobStatus.SUCCEEDED, "recovery", {"month": "2026-11"})]
+    assert echo_job == [{"month": "2026-11"}]

@@ -43,7 +43,7 @@ from wtforms import Field, SelectChoice, SelectField, StringField
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 from wtforms.widgets import HiddenInput, html_params
 
-from .. import invoicing, partners, refunds, reports
+from .. import invoicing, jobs, partners, refunds, reports
 from ..clock import today, utcnow
 from ..errors import DomainError
 from ..extensions import db
@@ -53,6 +53,8 @@ from ..models import (
     Invoice,
     InvoiceKind,
     InvoiceLine,
+    JobRun,
+    JobStatus,
     Reseller,
     Transaction,
     TransactionKind,
@@ -587,7 +589,10 @@ class MonthlyInvoicesView(SecureBaseView):
     (what the monthly job does).
 
     The page lists the first PREVIEW_ROWS customers by id and the totals of all, so it
-    costs the same for ten customers or a hundred thousand.
+    costs the same for ten customers or a hundred thousand. A month of more invoices than
+    one chunk (INVOICE_CHUNK_SIZE) is not issued inside the request: its Confirm queues
+    the monthly invoicing job for that month, which commits a chunk at a time, and the
+    page shows the run until it is done.
     """
 
     @expose("/", methods=("GET", "POST"))
@@ -630,6 +635,8 @@ class MonthlyInvoicesView(SecureBaseView):
                            form=form, pending=pending, summary=summary, issued=issued,
                            issued_count=issued_count, preview_rows=PREVIEW_ROWS,
                            not_over=not_over,
+                           run=_issuing_run(month) if month is not None else None,
+                           runner_alive=jobs.runner_alive(),
                            can_issue=self.can(Permission.INVOICE_WRITE))
 
     def _issue(self):
@@ -658,12 +665,39 @@ class MonthlyInvoicesView(SecureBaseView):
         operation = Operation(
             name="invoice.issue_monthly", target=f"month:{month:%Y-%m}",
             review=lambda: invoicing.review_monthly_invoices(month=month),
-            apply=lambda review: invoicing.issue_monthly_invoices(
-                month=month, actor=_actor(), reviewed=review),
+            apply=lambda review: _issue_or_queue(month, review),
             landing=lambda _issued: page_url,
-            done=lambda issued: (f"Issued {len(issued)} invoice"
-                                 f"{'s' if len(issued) != 1 else ''} for {month:%B %Y}."))
+            done=lambda issued: _issued_message(month, issued))
         return review_confirm(operation, form, show_form=show_form, show_review=show_review)
+
+
+def _issue_or_queue(month: date, review: invoicing.MonthlyInvoicesReview):
+    """Issue a reviewed month of at most one chunk of invoices in this request's
+    transaction; hand a larger one to the job runner (a run of the monthly invoicing job
+    for that month, which commits a chunk at a time), so that no request holds a hundred
+    thousand invoices in one transaction. Returns the invoices, or the queued run."""
+    if len(review.invoices) <= int(current_app.config["INVOICE_CHUNK_SIZE"]):
+        return invoicing.issue_monthly_invoices(month=month, actor=_actor(), reviewed=review)
+    return jobs.request_run(jobs.MONTHLY_INVOICES, staff=_actor(),
+                            arguments={"month": f"{month:%Y-%m}"})
+
+
+def _issued_message(month: date, result) -> str:
+    if isinstance(result, JobRun):
+        return (f"The job runner is issuing the invoices for {month:%B %Y}, "
+                f"{int(current_app.config['INVOICE_CHUNK_SIZE']):,} at a time; this page "
+                "counts them as they are issued.")
+    return f"Issued {len(result)} invoice{'s' if len(result) != 1 else ''} for {month:%B %Y}."
+
+
+def _issuing_run(month: date) -> JobRun | None:
+    """The queued or running run of the monthly invoicing job for ``month``, if any."""
+    for run in db.session.scalars(select(JobRun).where(
+            JobRun.job == jobs.MONTHLY_INVOICES,
+            JobRun.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))).order_by(JobRun.id)):
+        if (run.arguments or {}).get("month") == f"{month:%Y-%m}":
+            return run
+    return None
 
 
 def _previous_month() -> date:

@@ -277,8 +277,8 @@ def _audit_details(details: dict | None) -> Markup:
 
 
 class JobRunView(ReadOnlyModelView):
-    column_list = ("id", "job", "trigger", "status", "started_at", "finished_at", "processed",
-                   "details", "error")
+    column_list = ("id", "job", "trigger", "arguments", "status", "started_at", "finished_at",
+                   "processed", "details", "error")
     column_filters = ("job", "status", "trigger", "started_at")
     column_default_sort = ("started_at", True)
 
