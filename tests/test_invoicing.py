@@ -454,6 +454,15 @@ def test_a_month_of_more_invoices_than_a_chunk_is_handed_to_the_job_runner(
             AuditEvent.action == "job.run_now")).one()
         assert queued.actor_label == "finance@staff.test"
         assert queued.details["arguments"] == {"month": "2026-11"}
+    with appctx():  # as the page shows a run under way
+        run = db.session.scalars(select(JobRun)).one()
+        run.status, run.started_at = JobStatus.RUNNING, DEC_1
+        db.session.commit()
+    running = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert "The job runner is issuing these invoices" in running and "0 issued so far" in running
+    with appctx():
+        db.session.scalars(select(JobRun)).one().status = JobStatus.QUEUED
+        db.session.commit()
     with appctx(), time_machine.travel(datetime(2027, 1, 5, 9, tzinfo=UTC), tick=False):
         assert jobs.run_queued() == 1  # in January: the month asked for, not December
         run = db.session.scalars(select(JobRun)).one()
