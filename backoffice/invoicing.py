@@ -246,24 +246,37 @@ def pending_summary(*, month: date) -> PendingSummary:
 
 @dataclass(frozen=True)
 class MonthlyInvoicesReview:
-    """The review of issuing a month's invoices: what each invoice will carry."""
+    """The review of issuing a month's invoices: how many and their totals, and what each
+    invoice will carry: every one, or only the first of a month with more than asked."""
 
     month: date
+    summary: PendingSummary
     invoices: tuple[PendingInvoice, ...]
+    #: whether ``invoices`` holds every invoice (else the first ``limit`` rows of them)
+    whole: bool = True
 
 
-def review_monthly_invoices(*, month: date) -> MonthlyInvoicesReview:
+def review_monthly_invoices(*, month: date, limit: int | None = None) -> MonthlyInvoicesReview:
     """What :func:`issue_monthly_invoices` would issue for ``month``; writes nothing.
 
-    Refuses a month that is not over, and a month with nothing left to invoice (issuing
-    it again would issue nothing).
+    With ``limit``, a month of more rows than that keeps only the first ``limit`` (by
+    customer id) beside the summary, so reviewing a hundred thousand invoices costs what
+    the preview costs; such a review is not ``whole`` and cannot be checked row by row
+    (the page hands that month to the job). Refuses a month that is not over, and a month
+    with nothing left to invoice (issuing it again would issue nothing).
     """
-    pending = pending_monthly_invoices(month=check_issuable(month))
-    if not pending:
+    month = check_issuable(month)
+    summary = pending_summary(month=month)
+    if not summary.invoices:
         raise InvalidInput(
             f"There is nothing to invoice for {month:%B %Y}: every transaction made before "
             "it ended is on an invoice already.")
-    return MonthlyInvoicesReview(month=month, invoices=tuple(pending))
+    pending = pending_monthly_invoices(month=month,
+                                       limit=None if limit is None else limit + 1)
+    whole = limit is None or len(pending) <= limit
+    return MonthlyInvoicesReview(month=month, summary=summary,
+                                 invoices=tuple(pending if whole else pending[:limit]),
+                                 whole=whole)
 
 
 def issue_monthly_invoices(*, month: date, actor=None,
@@ -278,6 +291,8 @@ def issue_monthly_invoices(*, month: date, actor=None,
     transaction; the job uses :func:`issue_in_chunks` instead.
     """
     month = check_issuable(month)
+    if reviewed is not None and not reviewed.whole:
+        raise ValueError("a review of only the first invoices cannot be checked when issuing")
     issued: list[Invoice] = []
     carried: list[PendingInvoice] = []
     after = 0

@@ -334,6 +334,19 @@ def test_the_job_issuing_meanwhile_leaves_nothing_to_confirm(november_committed,
         assert len(_invoices()) == 2
 
 
+def test_a_review_limited_to_its_first_rows_keeps_the_whole_month_s_totals(november):
+    with time_machine.travel(DEC_1, tick=False):
+        whole = review_monthly_invoices(month=NOVEMBER)
+        first = review_monthly_invoices(month=NOVEMBER, limit=1)
+        assert whole.whole and len(whole.invoices) == 2
+        assert not first.whole and first.invoices == whole.invoices[:1]
+        assert first.summary == whole.summary and first.summary.invoices == 2
+        assert review_monthly_invoices(month=NOVEMBER, limit=2) == whole
+        with pytest.raises(ValueError, match="cannot be checked"):
+            issue_monthly_invoices(month=NOVEMBER, reviewed=first)
+        assert db.session.scalar(select(func.count(Invoice.id))) == 0
+
+
 def test_issuing_refuses_a_reviewed_set_that_changed_under_the_locks(november):
     with time_machine.travel(DEC_1, tick=False):
         review = review_monthly_invoices(month=NOVEMBER)
@@ -434,7 +447,10 @@ def test_a_month_of_more_invoices_than_a_chunk_is_handed_to_the_job_runner(
     monkeypatch.setitem(app.config, "INVOICE_CHUNK_SIZE", 1)  # two invoices: two chunks
     client = client_as("finance")
     review, done = review_then_confirm(client, MONTHLY, {"month": "2026-11"})
-    assert "Review: issue 2 invoices for November 2026" in review.get_data(as_text=True)
+    html = review.get_data(as_text=True)
+    assert "Review: issue 2 invoices for November 2026" in html
+    assert "The first 1 of 2 invoices; the totals cover all of them." in html
+    assert 'data-testid="review-job"' in html and "$420.00" in html  # both, in the total
     assert done.status_code == 303
     page = client.get(done.headers["Location"]).get_data(as_text=True)
     assert "The job runner is issuing the invoices for November 2026, 1 at a time" in page

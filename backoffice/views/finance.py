@@ -660,11 +660,13 @@ class MonthlyInvoicesView(SecureBaseView):
         def show_review(review, token):
             return self.render("finance/monthly_invoices_review.html", review=review,
                                form=form, token=token, back_url=page_url,
-                               preview_rows=PREVIEW_ROWS)
+                               preview_rows=PREVIEW_ROWS,
+                               chunk_size=int(current_app.config["INVOICE_CHUNK_SIZE"]))
 
         operation = Operation(
             name="invoice.issue_monthly", target=f"month:{month:%Y-%m}",
-            review=lambda: invoicing.review_monthly_invoices(month=month),
+            review=lambda: invoicing.review_monthly_invoices(
+                month=month, limit=int(current_app.config["INVOICE_CHUNK_SIZE"])),
             apply=lambda review: _issue_or_queue(month, review),
             landing=lambda _issued: page_url,
             done=lambda issued: _issued_message(month, issued))
@@ -676,7 +678,7 @@ def _issue_or_queue(month: date, review: invoicing.MonthlyInvoicesReview):
     transaction; hand a larger one to the job runner (a run of the monthly invoicing job
     for that month, which commits a chunk at a time), so that no request holds a hundred
     thousand invoices in one transaction. Returns the invoices, or the queued run."""
-    if len(review.invoices) <= int(current_app.config["INVOICE_CHUNK_SIZE"]):
+    if review.whole:
         return invoicing.issue_monthly_invoices(month=month, actor=_actor(), reviewed=review)
     return jobs.request_run(jobs.MONTHLY_INVOICES, staff=_actor(),
                             arguments={"month": f"{month:%Y-%m}"})
