@@ -251,9 +251,11 @@ def test_audit_batches_and_single_events_from_many_threads_chain_without_gaps(
 # --------------------------------------------------------------------------- invoicing
 
 
-def _november_customers(count: int) -> list[int]:
-    """``count`` customers, each with one November charge of two lines, by Core inserts."""
-    factories.catalog("billing")
+def _november_customers(count: int, *, first: int = 0) -> list[int]:
+    """``count`` customers (numbered from ``first``), each with one November charge of two
+    lines, by Core inserts."""
+    if db.session.scalar(select(SubscriptionProduct)) is None:
+        factories.catalog("billing")
     product = db.session.scalar(select(SubscriptionProduct))
     dv, ov = (db.session.scalar(select(CertificateType.id).where(CertificateType.code == code))
               for code in ("DV", "OV"))
@@ -263,7 +265,7 @@ def _november_customers(count: int) -> list[int]:
         [{"company_name": f"Customer {n:05d}", "address1": "1 Main Street",
           "city": "Springfield", "postal_code": "12345", "country": "US",
           "administrative_responsibility": "partner", "currency": "USD",
-          "created_at": created} for n in range(count)]).all()
+          "created_at": created} for n in range(first, first + count)]).all()
     subscriptions = db.session.scalars(
         insert(Subscription).returning(Subscription.id, sort_by_parameter_order=True),
         [{"customer_id": c, "product_id": product.id, "term_months": 12,
@@ -359,6 +361,28 @@ def test_the_monthly_invoices_page_shows_a_sample_and_totals_without_a_list_of_i
     html = client.get("/admin/billing/monthly-invoices/?month=2026-11").get_data(as_text=True)
     assert "Nothing to invoice for this month." in html
     assert "The first 100 of 150 invoices" in html
+
+
+@pytest.mark.clock(DEC_1)
+def test_the_review_of_a_month_larger_than_a_chunk_reads_a_chunk_of_it(
+        client_as, appctx, app, monkeypatch):
+    """The review of a month the job will issue costs the same for 60 customers or 150:
+    the summary and the first chunk's rows, in the same statements."""
+    monkeypatch.setitem(app.config, "INVOICE_CHUNK_SIZE", 50)
+    client = client_as("finance")
+    seen_for: dict[int, list[tuple[str, int]]] = {}
+    for first, count in ((0, 60), (60, 150)):
+        with appctx():
+            _november_customers(count - first, first=first)  # 60, then 90 more
+        with appctx(), counted_statements() as seen:
+            review = client.post("/admin/billing/monthly-invoices/", data={
+                "month": "2026-11", "step": "review"})
+        html = review.get_data(as_text=True)
+        assert f"The first 50 of {count} invoices" in html and 'data-testid="review-job"' in html
+        assert f"${count * 220:,}.00" in html  # every customer's 220.00 in the total
+        seen_for[count] = [(str(sent), sent.parameters) for sent in seen]
+    assert len(seen_for[60]) == len(seen_for[150])
+    assert max(parameters for _sql, parameters in seen_for[150]) < 20
 
 
 def test_a_charge_backdated_into_an_invoiced_month_waits_for_the_next_month(ctx):
