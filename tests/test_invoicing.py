@@ -489,3 +489,26 @@ def test_a_month_of_more_invoices_than_a_chunk_is_handed_to_the_job_runner(
     page = client.get(done.headers["Location"]).get_data(as_text=True)
     assert 'data-testid="issuing-run"' not in page
     assert "INV-2027-000001" in page and "INV-2027-000002" in page  # issued in January
+
+
+@pytest.mark.clock(DEC_1)
+def test_a_failed_run_for_the_month_is_shown_and_the_month_can_be_issued_again(
+        november_committed, client_as, appctx):
+    with appctx():
+        db.session.add(JobRun(job="monthly_invoices", trigger="manual", status=JobStatus.FAILED,
+                              arguments={"month": "2026-11"}, started_at=DEC_1,
+                              finished_at=DEC_1, error="OperationalError: server closed\n..."))
+        db.session.add(JobRun(job="monthly_invoices", status=JobStatus.FAILED,
+                              arguments={"month": "2026-10"}, started_at=DEC_1,
+                              finished_at=DEC_1, error="another month's"))
+        db.session.commit()
+    client = client_as("finance")
+    page = client.get(f"{MONTHLY}?month=2026-11").get_data(as_text=True)
+    assert 'data-testid="issuing-failed"' in page and "OperationalError: server closed" in page
+    assert "another month" not in page and 'data-testid="issuing-run"' not in page
+    assert 'data-testid="issue-form"' in page and "Issue 2 invoices" in page
+    assert 'http-equiv="refresh"' not in page
+    review, done = review_then_confirm(client, MONTHLY, {"month": "2026-11"})
+    page = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert "Issued 2 invoices for November 2026." in page
+    assert 'data-testid="issuing-failed"' not in page  # nothing left that the run missed

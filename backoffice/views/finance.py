@@ -692,13 +692,18 @@ def _issued_message(month: date, result) -> str:
     return f"Issued {len(result)} invoice{'s' if len(result) != 1 else ''} for {month:%B %Y}."
 
 
+#: how many of the monthly invoicing job's latest runs the page looks through for its month
+RECENT_RUNS = 20
+
+
 def _issuing_run(month: date) -> JobRun | None:
-    """The queued or running run of the monthly invoicing job for ``month``, if any."""
-    for run in db.session.scalars(select(JobRun).where(
-            JobRun.job == jobs.MONTHLY_INVOICES,
-            JobRun.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))).order_by(JobRun.id)):
+    """The latest run of the monthly invoicing job asked for ``month`` (by the page), if
+    it is queued, running or failed: the page shows it until it succeeds."""
+    for run in db.session.scalars(select(JobRun).where(JobRun.job == jobs.MONTHLY_INVOICES)
+                                  .order_by(JobRun.id.desc()).limit(RECENT_RUNS)):
         if (run.arguments or {}).get("month") == f"{month:%Y-%m}":
-            return run
+            return run if run.status in (JobStatus.QUEUED, JobStatus.RUNNING,
+                                         JobStatus.FAILED) else None
     return None
 
 
