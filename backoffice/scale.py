@@ -679,10 +679,16 @@ class SubscriptionStage(Stage):
                     quota = transactions_left // subscriptions_left
                     made += 1
                 planned = len(chunk.plans)
-                transactions_left -= self._history(chunk, ids, customer, products, quota)
+                written = self._history(chunk, ids, customer, products, quota)
+                transactions_left -= written
                 subscriptions_left -= 1
                 if largest and len(chunk.plans) > planned:
                     largest_plan = chunk.plans[-1]
+                elif largest and self.writer.postgres and written < quota and subscriptions_left:
+                    # no plan: added too late for any addition (the day before today), so
+                    # the next subscription is the largest customer's too, with what this
+                    # one could not take
+                    plan.append(quota - written)
             for model, columns, rows in (
                     (Subscription, SUBSCRIPTION_COLUMNS, chunk.subscriptions),
                     (Inventory, INVENTORY_COLUMNS, chunk.inventory),
