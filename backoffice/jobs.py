@@ -115,6 +115,12 @@ def previous_month(as_of: date) -> date:
     return as_of.replace(day=1) - relativedelta(months=1)
 
 
+def invoice_chunk_size() -> int:
+    """How many customers the monthly invoicing issues in one transaction
+    (INVOICE_CHUNK_SIZE); the Monthly invoices page hands a larger month to this job."""
+    return int(current_app.config["INVOICE_CHUNK_SIZE"])
+
+
 def issue_invoices(month: str | None = None) -> dict:
     """The monthly invoicing job: one invoice per partner customer for the previous month,
     or for ``month`` ("2026-11", a run the Monthly invoices page queued), committed a chunk
@@ -123,7 +129,7 @@ def issue_invoices(month: str | None = None) -> dict:
               else previous_month(today()))
     count = 0
     for issued in invoicing.issue_in_chunks(
-            month=chosen, chunk_size=int(current_app.config["INVOICE_CHUNK_SIZE"])):
+            month=chosen, chunk_size=invoice_chunk_size()):
         db.session.commit()  # the domain flushes; the job owns the unit of work
         count += issued
     db.session.commit()

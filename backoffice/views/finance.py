@@ -661,12 +661,12 @@ class MonthlyInvoicesView(SecureBaseView):
             return self.render("finance/monthly_invoices_review.html", review=review,
                                form=form, token=token, back_url=page_url,
                                preview_rows=PREVIEW_ROWS,
-                               chunk_size=int(current_app.config["INVOICE_CHUNK_SIZE"]))
+                               chunk_size=jobs.invoice_chunk_size())
 
         operation = Operation(
             name="invoice.issue_monthly", target=f"month:{month:%Y-%m}",
             review=lambda: invoicing.review_monthly_invoices(
-                month=month, limit=int(current_app.config["INVOICE_CHUNK_SIZE"])),
+                month=month, limit=jobs.invoice_chunk_size()),
             apply=lambda review: _issue_or_queue(month, review),
             landing=lambda _issued: page_url,
             done=lambda issued: _issued_message(month, issued))
@@ -687,7 +687,7 @@ def _issue_or_queue(month: date, review: invoicing.MonthlyInvoicesReview):
 def _issued_message(month: date, result) -> str:
     if isinstance(result, JobRun):
         return (f"The job runner is issuing the invoices for {month:%B %Y}, "
-                f"{int(current_app.config['INVOICE_CHUNK_SIZE']):,} at a time; this page "
+                f"{jobs.invoice_chunk_size():,} at a time; this page "
                 "counts them as they are issued.")
     return f"Issued {len(result)} invoice{'s' if len(result) != 1 else ''} for {month:%B %Y}."
 
