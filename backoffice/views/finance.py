@@ -635,8 +635,7 @@ class MonthlyInvoicesView(SecureBaseView):
                            form=form, pending=pending, summary=summary, issued=issued,
                            issued_count=issued_count, preview_rows=PREVIEW_ROWS,
                            not_over=not_over,
-                           run=_issuing_run(month) if month is not None else None,
-                           runner_alive=jobs.runner_alive(),
+                           **_month_runs(month), runner_alive=jobs.runner_alive(),
                            can_issue=self.can(Permission.INVOICE_WRITE))
 
     def _issue(self):
@@ -696,15 +695,18 @@ def _issued_message(month: date, result) -> str:
 RECENT_RUNS = 20
 
 
-def _issuing_run(month: date) -> JobRun | None:
-    """The latest run of the monthly invoicing job asked for ``month`` (by the page), if
-    it is queued, running or failed: the page shows it until it succeeds."""
-    for run in db.session.scalars(select(JobRun).where(JobRun.job == jobs.MONTHLY_INVOICES)
-                                  .order_by(JobRun.id.desc()).limit(RECENT_RUNS)):
-        if (run.arguments or {}).get("month") == f"{month:%Y-%m}":
-            return run if run.status in (JobStatus.QUEUED, JobStatus.RUNNING,
-                                         JobStatus.FAILED) else None
-    return None
+def _month_runs(month: date | None) -> dict[str, JobRun | None]:
+    """The latest run of the monthly invoicing job asked for ``month`` (by the page):
+    ``issuing_run`` while it is queued or running, ``failed_run`` if it failed."""
+    latest = None
+    if month is not None:
+        latest = next((run for run in db.session.scalars(
+            select(JobRun).where(JobRun.job == jobs.MONTHLY_INVOICES)
+            .order_by(JobRun.id.desc()).limit(RECENT_RUNS))
+            if (run.arguments or {}).get("month") == f"{month:%Y-%m}"), None)
+    status = latest.status if latest is not None else None
+    return {"issuing_run": latest if status in (JobStatus.QUEUED, JobStatus.RUNNING) else None,
+            "failed_run": latest if status == JobStatus.FAILED else None}
 
 
 def _previous_month() -> date:
