@@ -198,7 +198,9 @@ def report_totals(filters: ReportFilters) -> list[CurrencyTotal]:
     the transactions; any other filter sums the transactions of the range.
     """
     totals: dict[str, list[int]] = {}
-    live = [filters.conditions()]
+    conditions = filters.conditions()
+    #: the ranges summed from the transactions, each an index range of its own
+    live_ranges = [conditions]
     months = _summarized_months(filters)
     if months is not None:
         first, last, covered_from, covered_until = months
@@ -212,16 +214,15 @@ def report_totals(filters: ReportFilters) -> list[CurrencyTotal]:
             total = totals.setdefault(currency, [0, 0, 0])
             total[0] += int(count or 0)
             total[1 if kind == TransactionKind.CHARGE else 2] += int(amount or 0)
-        # the range before the months and after them, each an index range of its own
-        live = [[*live[0], Transaction.created_at < covered_from],
-                [*live[0], Transaction.created_at >= covered_until]]
+        live_ranges = [[*conditions, Transaction.created_at < covered_from],
+                       [*conditions, Transaction.created_at >= covered_until]]
     charge = Transaction.kind == TransactionKind.CHARGE
-    for conditions in live:
+    for live in live_ranges:
         query = (
             select(Transaction.currency, func.count(Transaction.id),
                    func.coalesce(func.sum(case((charge, Transaction.amount), else_=0)), 0),
                    func.coalesce(func.sum(case((charge, 0), else_=Transaction.amount)), 0))
-            .where(*conditions).group_by(Transaction.currency))
+            .where(*live).group_by(Transaction.currency))
         if filters.reseller_id:
             query = query.join(Customer, Customer.id == Transaction.customer_id)
         for currency, count, charges, refunds in db.session.execute(query):
