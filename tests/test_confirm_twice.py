@@ -51,6 +51,8 @@ class Case:
     action: str
     #: the review is the page itself (GET), for operations with nothing to type
     review_by_get: bool = False
+    #: settings the operation runs under
+    config: tuple[tuple[str, object], ...] = ()
 
 
 def _subscription(**kwargs) -> Subscription:
@@ -112,6 +114,16 @@ def _refund() -> tuple[str, dict]:
 def _monthly_invoices() -> tuple[str, dict]:
     with time_machine.travel(datetime(2026, 10, 15, 9, tzinfo=UTC), tick=False):
         factories.subscribe(factories.customer(), factories.catalog(), {"DV": 1})
+    db.session.commit()
+    return "/admin/billing/monthly-invoices/", {"month": "2026-10"}
+
+
+def _monthly_invoices_for_the_job() -> tuple[str, dict]:
+    """Two customers' October: more than a chunk of one, so Confirm queues the job."""
+    with time_machine.travel(datetime(2026, 10, 15, 9, tzinfo=UTC), tick=False):
+        product = factories.catalog()
+        for name in ("Acme Ltd", "Globex"):
+            factories.subscribe(factories.customer(name), product, {"DV": 1})
     db.session.commit()
     return "/admin/billing/monthly-invoices/", {"month": "2026-10"}
 
@@ -182,6 +194,9 @@ CASES = {
     "reseller.enable": Case("admin", _reseller_enable, "reseller.enable", True),
     "refund": Case("finance", _refund, "transaction.refund"),
     "invoices.issue_monthly": Case("finance", _monthly_invoices, "invoice.issue_monthly"),
+    "invoices.issue_monthly_by_the_job": Case("finance", _monthly_invoices_for_the_job,
+                                              "job.run_now",
+                                              config=(("INVOICE_CHUNK_SIZE", 1),)),
     "credit.adjust": Case("finance", _credit_adjustment, "credit.adjustment"),
     "legacy_credit.transfer": Case("support", _legacy_transfer, "legacy_credit.transfer"),
     "corporate_request.complete": Case("support", _request_completion,
@@ -231,8 +246,10 @@ def _outcome(client, response) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_confirm_submitted_twice_in_a_row_applies_once(app, appctx, name):
+def test_confirm_submitted_twice_in_a_row_applies_once(app, appctx, name, monkeypatch):
     case = CASES[name]
+    for setting, value in case.config:
+        monkeypatch.setitem(app.config, setting, value)
     url, confirm, client, _other = _reviewed(app, appctx, case)
     first = client.post(url, data=confirm)
     assert _outcome(client, first) == "done"
@@ -244,8 +261,10 @@ def test_confirm_submitted_twice_in_a_row_applies_once(app, appctx, name):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_confirm_submitted_twice_at_once_applies_once(app, appctx, name):
+def test_confirm_submitted_twice_at_once_applies_once(app, appctx, name, monkeypatch):
     case = CASES[name]
+    for setting, value in case.config:
+        monkeypatch.setitem(app.config, setting, value)
     url, confirm, first_client, second_client = _reviewed(app, appctx, case)
     barrier = threading.Barrier(2)
     responses: dict[int, object] = {}
